@@ -1,0 +1,26 @@
+# Two commands: `make run` (the main job on the embedded default) and `make test`.
+# Each builds .venv on first use, installing everything under constraints.txt.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-all bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/hybridserve simulate --config configs/default.yaml --trace wits \
+	  --policies vm-reactive,lambda-only,spock,mark,oracle --slo-ms 300 --out out/wits
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m ''
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,55 @@
+"""Write one benchmark's section of BENCHMARKS.md, leaving the other sections alone.
+
+Each section sits between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` and records the
+figures, the command that made them and the machine.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PATH = os.path.join(ROOT, "BENCHMARKS.md")
+HEADER = "# Benchmarks\n\nEvery figure below was written by a script in `bench/`; each section says the command.\n"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem_gb:.0f} GB, Python {platform.python_version()}"
+
+
+def command() -> str:
+    return " ".join(["python"] + [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+
+
+def write_section(name: str, title: str, body: str, cmd: str | None = None) -> None:
+    """Replace (or append) the section `name` of BENCHMARKS.md."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    block = (f"<!-- bench:{name} -->\n## {title}\n\n"
+             f"Command: `{cmd or command()}`  \nMachine: {machine()}  \nWritten: {stamp}\n\n"
+             f"{body.strip()}\n<!-- /bench:{name} -->\n")
+    text = open(PATH).read() if os.path.exists(PATH) else HEADER
+    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->\n?", re.S)
+    text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
+    with open(PATH, "w") as fh:
+        fh.write(text)
+
+
+def git_rev() -> str:
+    try:
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip()
+    except Exception:
+        return "unknown"

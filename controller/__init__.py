@@ -1,0 +1,1 @@
+"""hybridserve controller: config, catalog, pure control core, simulator and daemon shells, CLI."""

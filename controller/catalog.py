@@ -1,0 +1,187 @@
+"""Catalog data: model variants, their latency profiles on VM types and function memory sizes,
+instance types and prices. Loaded once from the CSVs under configs/catalog; lookups are pure.
+
+Profiles are tables over batch size (VMs) and memory x batch size (functions); between profiled
+batch sizes latency is interpolated linearly, between memory sizes log-linearly in both axes.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class CatalogError(Exception):
+    """Catalog data missing or inconsistent (one line for the operator)."""
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    name: str
+    vcpu: int
+    memory_mb: int
+    on_demand_usd_per_h: float
+    spot_usd_per_h: float
+    boot_s_mean: float
+    boot_s_std: float
+
+    def price_usd_per_h(self, spot: bool = False) -> float:
+        return self.spot_usd_per_h if spot else self.on_demand_usd_per_h
+
+
+@dataclass(frozen=True)
+class ModelVariant:
+    name: str
+    index: int
+    top1_accuracy: float  # fraction
+    memory_footprint_mb: int
+    cold_start_ms: float  # model load beyond a warm call, without the platform's own init
+    source: str = "measured"
+
+
+@dataclass(frozen=True)
+class VmProfile:
+    """One model on one instance type: per batch size, latency and concurrent batches."""
+
+    batch: np.ndarray
+    latency_ms: np.ndarray
+    concurrency: np.ndarray
+
+    def latency_at(self, batch: float) -> float:
+        return float(np.interp(batch, self.batch, self.latency_ms))
+
+    def concurrency_at(self, batch: float) -> float:
+        return float(np.interp(batch, self.batch, self.concurrency))
+
+    def capacity_per_s(self, batch: int) -> float:
+        """Requests per second one VM sustains when every slot runs full batches."""
+        return self.concurrency_at(batch) * batch * 1000.0 / self.latency_at(batch)
+
+    def max_batch_within(self, latency_ms: float) -> int | None:
+        ok = self.batch[self.latency_ms <= latency_ms]
+        return int(ok.max()) if ok.size else None
+
+
+@dataclass(frozen=True)
+class FunctionProfile:
+    """One model on functions: latency per (memory, batch)."""
+
+    memory_mb: np.ndarray  # sorted sizes with a batch-1 measurement
+    latency_b1_ms: np.ndarray
+    by_batch: dict = field(default_factory=dict)  # batch -> (memory array, latency array)
+
+    def latency_ms(self, memory_mb: float, batch: int = 1) -> float:
+        mem, lat = (self.memory_mb, self.latency_b1_ms) if batch == 1 else self.by_batch[batch]
+        if memory_mb < mem[0]:
+            return math.inf  # the model does not fit
+        x = np.log(np.clip(memory_mb, mem[0], mem[-1]))
+        return float(np.exp(np.interp(x, np.log(mem), np.log(lat))))
+
+
+class Catalog:
+    """Read-only view of the catalog folder."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.instance_types: dict[str, InstanceType] = {}
+        self.models: list[ModelVariant] = []
+        self._vm: dict[tuple[str, str], VmProfile] = {}
+        self._fn: dict[str, FunctionProfile] = {}
+        self._load()
+
+    # --- loading -----------------------------------------------------------------------------
+    def _rows(self, name):
+        path = os.path.join(self.directory, name)
+        try:
+            with open(path, newline="") as fh:
+                return list(csv.DictReader(fh))
+        except FileNotFoundError:
+            raise CatalogError(f"catalog file missing: {path}") from None
+
+    def _load(self):
+        for r in self._rows("instance_types.csv"):
+            it = InstanceType(r["instance_type"], int(r["vcpu"]), int(r["memory_mb"]),
+                              float(r["on_demand_usd_per_h"]), float(r["spot_usd_per_h"]),
+                              float(r["boot_s_mean"]), float(r["boot_s_std"]))
+            self.instance_types[it.name] = it
+        for i, r in enumerate(sorted(self._rows("models.csv"), key=lambda r: r["model"])):
+            self.models.append(ModelVariant(r["model"], i, float(r["top1_accuracy_pct"]) / 100.0,
+                                            int(r["memory_footprint_mb"]), float(r["cold_start_ms"]),
+                                            r.get("source", "")))
+        self.model_index = {m.name: m.index for m in self.models}
+        vm: dict[tuple[str, str], list] = {}
+        for r in self._rows("vm_latency.csv"):
+            vm.setdefault((r["model"], r["instance_type"]), []).append(
+                (int(r["batch_size"]), float(r["latency_ms"]), float(r["max_concurrent_batches"])))
+        for key, rows in vm.items():
+            rows.sort()
+            a = np.array(rows, dtype=float)
+            self._vm[key] = VmProfile(a[:, 0], a[:, 1], a[:, 2])
+        fn: dict[str, dict[int, list]] = {}
+        for r in self._rows("function_latency.csv"):
+            fn.setdefault(r["model"], {}).setdefault(int(r["batch_size"]), []).append(
+                (int(r["memory_mb"]), float(r["latency_ms"])))
+        for model, by_batch in fn.items():
+            arrays = {}
+            for b, rows in by_batch.items():
+                rows.sort()
+                a = np.array(rows, dtype=float)
+                arrays[b] = (a[:, 0], a[:, 1])
+            if 1 in arrays:
+                self._fn[model] = FunctionProfile(arrays[1][0], arrays[1][1], arrays)
+
+    # --- lookups -----------------------------------------------------------------------------
+    def model(self, name: str) -> ModelVariant:
+        try:
+            return self.models[self.model_index[name]]
+        except KeyError:
+            raise CatalogError(f"unknown model {name!r}; known: {', '.join(self.model_names)}") from None
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def instance_type(self, name: str) -> InstanceType:
+        try:
+            return self.instance_types[name]
+        except KeyError:
+            raise CatalogError(f"unknown instance type {name!r}; known: {', '.join(self.instance_types)}") from None
+
+    def vm_profile(self, model: str, instance_type: str) -> VmProfile | None:
+        return self._vm.get((model, instance_type))
+
+    def function_profile(self, model: str) -> FunctionProfile | None:
+        return self._fn.get(model)
+
+    def models_meeting(self, min_accuracy: float) -> list[ModelVariant]:
+        return [m for m in self.models if m.top1_accuracy >= min_accuracy - 1e-12]
+
+    def vm_cost_per_request_usd(self, model: str, instance_type: str, slo_ms: float,
+                                spot: bool = False) -> tuple[float, int] | None:
+        """Cheapest $ per request on one VM type at full utilization with the largest batch
+        whose latency fits the SLO, and that batch; None when no batch fits."""
+        prof = self.vm_profile(model, instance_type)
+        if prof is None:
+            return None
+        best = None
+        for b in prof.batch:
+            if prof.latency_at(b) > slo_ms:
+                continue
+            per_req = self.instance_type(instance_type).price_usd_per_h(spot) / 3600.0 / prof.capacity_per_s(int(b))
+            if best is None or per_req < best[0]:
+                best = (per_req, int(b))
+        return best
+
+
+_CACHE: dict[str, Catalog] = {}
+
+
+def load_catalog(directory: str) -> Catalog:
+    """The catalog under `directory`, loaded once per process."""
+    key = os.path.abspath(directory)
+    if key not in _CACHE:
+        _CACHE[key] = Catalog(key)
+    return _CACHE[key]
