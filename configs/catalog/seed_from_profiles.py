@@ -1,6 +1,6 @@
-"""Build the AWS catalog CSVs in this folder from the measured profiles in ../shared/profiles.
+"""Build the AWS catalog CSVs in this folder from the measured AWS profiles in aws_profiles/ (copied from the shared reference data).
 
-Run: python configs/catalog/seed_from_profiles.py [--profiles ../shared/profiles]
+Run: python configs/catalog/seed_from_profiles.py [--profiles configs/catalog/aws_profiles]
 
 Every output row carries a `source` column: `measured` when the cell is a published AWS
 measurement, otherwise the rule that filled it. The fill rules, in order:
@@ -14,7 +14,12 @@ measurement, otherwise the rule that filled it. The fill rules, in order:
 2. m5 and c5.4xlarge VM cells are derived from the nearest measured c5 size: m5 is the same
    vCPU count on a slower clock (3.1 vs 3.4 GHz, latency x1.10); c5.4xlarge runs twice the
    concurrent batches of c5.2xlarge at the same latency.
-3. Models with no latency profile (resnet18, resnet50, mobilenet) are scaled from a measured
+3. Concurrency is capped at the instance's vCPU count. InferAll's `max_concurrent_batches`
+   implies more compute than the instance has (inception at 17 concurrent 22-ms batches on a
+   4-vCPU c5.xlarge would be ~4.4 TFLOP/s against ~0.3 TFLOP/s of peak AVX-512 there); a
+   CPU-bound inference keeps at least one core busy for its latency. The measured figure is kept
+   in `measured_concurrent_batches`.
+4. Models with no latency profile (resnet18, resnet50, mobilenet) are scaled from a measured
    model of the same family by the ratio of their measured warm Lambda execution times
    (aws_lambda_cold_start_ms.csv) or, where none is measured, by their FLOPs ratio.
 """
@@ -114,7 +119,7 @@ def fill_function_latency(measured):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--profiles", default=os.path.join(HERE, "..", "..", "..", "shared", "profiles"))
+    ap.add_argument("--profiles", default=os.path.join(HERE, "aws_profiles"))
     args = ap.parse_args()
     p = args.profiles
 
@@ -156,6 +161,7 @@ def main():
                 vm[(m, t, b)] = (round(lat * lat_f, 1), max(1, int(conc * conc_f)),
                                  f"derived from {ref_t} (latency x{lat_f}, concurrency x{conc_f})")
 
+    vcpus = {t[0]: t[1] for t in INSTANCE_TYPES}
     models = sorted(set(m for m, _ in fn) | set(m for m, _, _ in vm))
     with open(os.path.join(HERE, "models.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
@@ -178,9 +184,11 @@ def main():
         w.writerows(sorted(fn_rows))
     with open(os.path.join(HERE, "vm_latency.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["model", "instance_type", "batch_size", "latency_ms", "max_concurrent_batches", "source"])
+        w.writerow(["model", "instance_type", "batch_size", "latency_ms", "max_concurrent_batches",
+                    "measured_concurrent_batches", "source"])
         for (m, t, b), (lat, conc, src) in sorted(vm.items()):
-            w.writerow([m, t, b, lat, conc, src])
+            capped = min(conc, vcpus[t])
+            w.writerow([m, t, b, lat, capped, conc, src + ("; concurrency capped at vCPUs" if capped < conc else "")])
     with open(os.path.join(HERE, "instance_types.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["instance_type", "vcpu", "memory_mb", "on_demand_usd_per_h", "spot_usd_per_h",

@@ -1,0 +1,1 @@
+"""Baseline policies and the references the simulator judges policies against."""

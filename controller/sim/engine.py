@@ -1,0 +1,285 @@
+"""The trace-driven simulator: the pure control core on a virtual clock.
+
+Each simulated second: arrivals (Poisson offsets inside the second, or even), each assigned a
+query class by the configured mix; the policy's selector picks a model variant per request;
+each model's requests go to its VM pool while the wait fits the route's budget, else to its
+function (or are dropped); outcomes are recorded and fed back to the selector. When the policy's
+`next_tick_s` comes, the shell builds an Observation, calls `policy.decide` and carries the Plan
+out through the in-memory provider (the same protocol as the local and AWS providers).
+
+Random streams are separate per purpose (arrivals, selection, boot times, correctness), so every
+policy sees byte-identical arrivals and the same seed gives the same report.
+
+Warm start: the run begins as if the service had been running. The first observation carries
+the first minute's arrival rate, and what the policy launches at t = 0 is ready at once.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from controller.core import (FunctionView, ModelStats, Observation, Plan, PolicyContext, QueryClass,
+                             VmView, make_policy)
+from controller.ledger import vm_charge_usd
+from controller.sim.function_pool import FunctionPool
+from controller.sim.results import RunResult, hist_index
+from controller.sim.vm_pool import VmPool
+from procurement.providers.fake import FakeVmProvider
+
+WARMUP_S = 60
+
+
+def query_classes(config) -> tuple[QueryClass, ...]:
+    return tuple(QueryClass(a.name, a.slo_ms, a.min_accuracy, a.share, a.model) for a in config.apps)
+
+
+class Simulation:
+    def __init__(self, config, catalog, counts: np.ndarray, policy_name: str, seed: int | None = None,
+                 policy_kwargs: dict | None = None):
+        self.config, self.catalog, self.counts = config, catalog, counts
+        self.seed = config.simulator.seed if seed is None else seed
+        self.classes = query_classes(config)
+        ctx = PolicyContext(config, catalog, self.classes, horizon_s=float(len(counts)))
+        self.policy = make_policy(policy_name, ctx, **(policy_kwargs or {}))
+        self.ctx = ctx
+        self.models = tuple(catalog.model_names)
+        self.n_models = len(self.models)
+        ss = np.random.SeedSequence(self.seed)
+        (self.rng_arrivals, self.rng_policy, self.rng_select,
+         self.rng_boot, self.rng_correct) = [np.random.default_rng(s) for s in ss.spawn(5)]
+        self.provider = FakeVmProvider.from_catalog(catalog, self.rng_boot)
+        self.fp = config.functions
+        self.vm_pools = [VmPool(m, catalog) for m in self.models]
+        self.fn_pools = [FunctionPool(m, catalog, self.fp) for m in self.models]
+        self.routes: dict[int, object] = {}
+        self.accuracy = np.array([m.top1_accuracy for m in catalog.models])
+        self.slo_ms = np.array([c.slo_ms for c in self.classes])
+        self.floor = np.array([c.min_accuracy for c in self.classes])
+        shares = np.array([c.share for c in self.classes], dtype=float)
+        self.class_p = shares / shares.sum()
+        self.result = RunResult(policy=policy_name, class_requests=[0] * len(self.classes))
+
+    # --- the plan's effects ----------------------------------------------------------------------
+    def _apply(self, plan: Plan, now_s: int) -> None:
+        vm = self.config.vms
+        alive = len(self.provider.list(now_s))
+        for launch in plan.launches:
+            if alive >= vm.max_instances:
+                break  # the shell's guard, whatever the policy says
+            vm_id = self.provider.launch(launch.request_id, launch.instance_type, launch.model, now_s,
+                                         spot=launch.spot, ready_now=(now_s == 0))
+            if vm_id:
+                alive += 1
+        for term in plan.terminations:
+            self._terminate(term.vm_id, now_s)
+        for fc in plan.functions:
+            j = self.catalog.model_index[fc.model]
+            self.result.function_usd += self.fn_pools[j].configure(fc.memory_mb, fc.warm_pool)
+        for route in plan.routes:
+            self.routes[self.catalog.model_index[route.model]] = route
+        self._refresh_fleet(now_s)
+
+    def _terminate(self, vm_id: str, now_s: float) -> None:
+        rec = next((r for r in self.provider.list(now_s) if r.vm_id == vm_id), None)
+        if rec is None:
+            return
+        self.provider.terminate(vm_id, now_s)
+        price = self.catalog.instance_type(rec.instance_type).price_usd_per_h(rec.spot)
+        self.result.vm_usd += vm_charge_usd(price, now_s - rec.launched_s, self.config.vms.billing_minimum_s)
+
+    def _refresh_fleet(self, now_s: float) -> None:
+        ready: dict[int, dict[str, int]] = {}
+        self._next_ready_s = np.inf
+        self._vm_usd_per_s = 0.0
+        for rec in self.provider.list(now_s):
+            self._vm_usd_per_s += self.catalog.instance_type(rec.instance_type).price_usd_per_h(rec.spot) / 3600
+            if rec.state == "ready":
+                d = ready.setdefault(self.catalog.model_index[rec.model], {})
+                d[rec.instance_type] = d.get(rec.instance_type, 0) + 1
+            else:
+                self._next_ready_s = min(self._next_ready_s, self.provider.ready_at(rec.vm_id))
+        for j, pool in enumerate(self.vm_pools):
+            route = self.routes.get(j)
+            pool.set_fleet(ready.get(j, {}), route.vm_batch_size if route else 1)
+
+    # --- observation ------------------------------------------------------------------------------
+    def _observe(self, now_s: int, interval_s: float) -> Observation:
+        if self._obs_model_rows:
+            model_rows = np.array(self._obs_model_rows, dtype=np.int64)
+            class_rows = np.array(self._obs_class_rows, dtype=np.int64)
+        else:  # warm start: the first minute's rate, by class
+            first = self.counts[:WARMUP_S].astype(np.float64)
+            class_rows = np.round(np.outer(first, self.class_p)).astype(np.int64)
+            model_rows = np.zeros((len(first), self.n_models), np.int64)
+        vms = tuple(VmView(r.vm_id, r.request_id, r.instance_type, r.model, r.state, r.launched_s, r.spot)
+                    for r in self.provider.list(now_s))
+        functions, stats, backlog = {}, {}, {}
+        for j, m in enumerate(self.models):
+            fp = self.fn_pools[j]
+            if fp.deployed:
+                peak, inv, cold, mean_ms = fp.take_interval_stats()
+                functions[m] = FunctionView(m, fp.memory_mb, fp.alive, peak, inv, cold, mean_ms)
+            backlog[m] = self.vm_pools[j].backlog
+            s = self._obs_stats[j]
+            if any(s[:4]):
+                lats = self._obs_lat[j]
+                p95 = float(np.percentile(np.concatenate(lats), 95)) if lats else 0.0
+                stats[m] = ModelStats(s[0], s[1], s[2], s[3], p95)
+        self._reset_interval()
+        return Observation(float(now_s), float(interval_s), self.models, model_rows, class_rows, vms,
+                           functions, backlog, stats)
+
+    def _reset_interval(self) -> None:
+        self._obs_model_rows: list = []
+        self._obs_class_rows: list = []
+        self._obs_stats = [[0, 0, 0, 0] for _ in self.models]  # vm, fn, dropped, violations
+        self._obs_lat: list[list] = [[] for _ in self.models]
+
+    # --- the run ----------------------------------------------------------------------------------
+    def run(self, progress: Callable[[int], None] | None = None, series_bucket_s: int = 60) -> RunResult:
+        res = self.result
+        res.bucket_s = series_bucket_s
+        T = len(self.counts)
+        nb = (T + series_bucket_s - 1) // series_bucket_s
+        ser = {k: np.zeros(nb) for k in ("arrivals", "capacity_per_s", "vm_usd", "function_usd",
+                                          "violations", "function_requests")}
+        res.series = ser
+        t0 = time.perf_counter()
+        self._reset_interval()
+        self._obs_model_rows = []
+        if getattr(self.policy, "clairvoyant", False):
+            self.policy.see_future(self.counts, self.class_p)
+        state = self.policy.initial_state(self.ctx, self.rng_policy)
+        selector = self.policy.selector()
+        next_tick, last_tick = 0.0, 0.0
+        self._refresh_fleet(0)
+        K = len(self.classes)
+        even = self.config.simulator.arrivals == "even"
+        timeout_s = self.config.simulator.client_timeout_s
+        limit = self.fp.concurrency_limit
+        hist_buf: list[np.ndarray] = []
+        fn_usd_before = res.function_usd
+        for s in range(T):
+            if s >= next_tick:
+                obs = self._observe(s, s - last_tick if s else 0.0)
+                tt = time.perf_counter()
+                plan, state = self.policy.decide(obs, state, self.rng_policy)
+                res.tick_ms.append((time.perf_counter() - tt) * 1000.0)
+                self._apply(plan, s)
+                last_tick, next_tick = s, max(s + 1, plan.next_tick_s)
+            if s >= self._next_ready_s:
+                self._refresh_fleet(s)
+            b = s // series_bucket_s
+            prewarm = sum(p.prewarm_cost_per_s() for p in self.fn_pools if p.warm_pool)
+            res.function_usd += prewarm
+            ser["vm_usd"][b] += self._vm_usd_per_s
+            ser["capacity_per_s"][b] += sum(p.mu_per_s for p in self.vm_pools) / series_bucket_s
+            n = int(self.counts[s])
+            model_row = np.zeros(self.n_models, np.int64)
+            class_row = np.zeros(K, np.int64)
+            if n == 0:
+                for j, p in enumerate(self.vm_pools):
+                    p.serve(np.empty(0), 0.0)
+                    if self.fn_pools[j].deployed:
+                        self.fn_pools[j].serve(s, np.empty(0), limit)
+                self._obs_model_rows.append(model_row)
+                self._obs_class_rows.append(class_row)
+                continue
+            u = (np.arange(n) + 0.5) / n if even else np.sort(self.rng_arrivals.random(n))
+            cls = self.rng_arrivals.choice(K, n, p=self.class_p) if K > 1 else np.zeros(n, np.int64)
+            model_of = np.empty(n, np.int64)
+            for c in range(K):
+                mask = cls == c if K > 1 else slice(None)
+                nc = n if K == 1 else int(mask.sum())
+                class_row[c] = nc
+                if nc:
+                    model_of[mask] = selector.select(c, nc, self.rng_select)
+            lat = np.full(n, np.inf)
+            cost = np.zeros(n)
+            backend = np.full(n, 2, np.int8)  # 0 vm, 1 function, 2 dropped
+            used = np.unique(model_of) if K > 1 or model_of[0] != model_of[-1] else model_of[:1]
+            fn_inflight = sum(p.alive for p in self.fn_pools if p.deployed)
+            for j in used.tolist():
+                idx = np.flatnonzero(model_of == j) if len(used) > 1 else np.arange(n)
+                uj = u[idx]
+                route = self.routes.get(j)
+                spill = route.spill if route else True
+                if route is None or route.max_vm_wait_ms is None or not spill:
+                    max_wait = timeout_s
+                else:
+                    max_wait = route.max_vm_wait_ms / 1000.0
+                admitted, lat_vm = self.vm_pools[j].serve(uj, max_wait)
+                ia = idx[admitted]
+                lat[ia], backend[ia] = lat_vm, 0
+                fpool = self.fn_pools[j]
+                if spill and fpool.deployed and not admitted.all():
+                    rest = idx[~admitted]
+                    other = fn_inflight - fpool.alive
+                    ok, lat_fn, cold, c_usd = fpool.serve(s, u[rest], max(0, limit - other))
+                    io = rest[ok]
+                    lat[io], backend[io], cost[io] = lat_fn, 1, c_usd
+                    res.cold_starts += int(cold.sum())
+                    res.function_usd += float(c_usd.sum())
+                elif fpool.deployed:
+                    fpool.serve(s, np.empty(0), limit)
+                model_row[j] = len(idx)
+                st = self._obs_stats[j]
+                nv, nf = int(admitted.sum()), int(np.count_nonzero(backend[idx] == 1))
+                st[0] += nv
+                st[1] += nf
+                st[2] += len(idx) - nv - nf
+            for j, p in enumerate(self.vm_pools):  # idle pools still drain
+                if j not in used:
+                    p.serve(np.empty(0), 0.0)
+            served = backend < 2
+            slo = self.slo_ms[cls] if K > 1 else self.slo_ms[0]
+            met = served & (lat <= slo)
+            acc = self.accuracy[model_of]
+            floor_ok = acc >= (self.floor[cls] if K > 1 else self.floor[0]) - 1e-12
+            res.requests += n
+            nvm = int(np.count_nonzero(backend == 0))
+            nfn = int(np.count_nonzero(backend == 1))
+            res.served_vm += nvm
+            res.served_function += nfn
+            res.dropped += n - nvm - nfn
+            viol = n - int(met.sum())
+            res.slo_violations += viol
+            res.meets_both += int(np.count_nonzero(met & floor_ok))
+            res.accuracy_sum += float(acc[served].sum())
+            hist_buf.append(hist_index(lat[served]))
+            if len(hist_buf) >= 512:
+                res.latency_hist += np.bincount(np.concatenate(hist_buf), minlength=res.latency_hist.size)
+                hist_buf = []
+            ser["arrivals"][b] += n
+            ser["violations"][b] += viol
+            ser["function_requests"][b] += nfn
+            for j in used.tolist():
+                sel = model_of == j if len(used) > 1 else slice(None)
+                self._obs_stats[j][3] += int(np.count_nonzero(~met[sel]))
+                self._obs_lat[j].append(lat[sel][served[sel]])
+            correct = (self.rng_correct.random(n) < acc).astype(np.float64)
+            for c in range(K):
+                m = cls == c if K > 1 else slice(None)
+                if K == 1 or class_row[c]:
+                    selector.observe(c, model_of[m], lat[m], met[m], correct[m], cost[m])
+            self._obs_model_rows.append(model_row)
+            self._obs_class_rows.append(class_row)
+            for c in range(K):
+                res.class_requests[c] += int(class_row[c])
+            if progress and s % 1000 == 0:
+                progress(s)
+        if hist_buf:
+            res.latency_hist += np.bincount(np.concatenate(hist_buf), minlength=res.latency_hist.size)
+        for rec in self.provider.list(T):
+            self._terminate(rec.vm_id, T)
+        # Function $ per bucket: spread in proportion to function requests (prewarm included).
+        fn_total = res.function_usd - fn_usd_before
+        fr = ser["function_requests"]
+        ser["function_usd"] = fr / fr.sum() * fn_total if fr.sum() else np.zeros_like(fr)
+        res.wall_s = time.perf_counter() - t0
+        res.simulated_s = T
+        if progress:
+            progress(T)
+        return res

@@ -1,0 +1,117 @@
+"""One model's function (Lambda) tier in the simulator.
+
+Each instance serves one request at a time. Within a second the concurrency found by arrival i
+is exact for the given offsets: invocations still running from earlier seconds plus earlier
+arrivals of this second whose (warm) duration has not elapsed. An arrival that finds every
+living instance busy starts a new one: a cold start (model load + container init). Instances
+live until `keep_alive_s` after the last second that needed them, so the living count is a
+sliding-window maximum of per-second peak concurrency (a monotonic deque, O(1) per second),
+never below the warm pool the policy keeps pinged. Arrivals beyond the account's concurrency
+limit are throttled (HTTP 429) and counted as dropped.
+"""
+from __future__ import annotations
+
+import collections
+import math
+
+import numpy as np
+
+from controller.config import FunctionPlatformConfig
+from controller.ledger import function_charge_usd
+
+
+class FunctionPool:
+    def __init__(self, model: str, catalog, fp: FunctionPlatformConfig):
+        self.model = model
+        self._catalog = catalog
+        self._fp = fp
+        self._profile = catalog.function_profile(model)
+        self._cold_ms = catalog.model(model).cold_start_ms + fp.container_init_ms
+        self.memory_mb = 0
+        self.warm_pool = 0
+        self.duration_ms = math.inf
+        self._carry_end_s = np.empty(0)  # end offsets (relative to the next second) still running
+        self._peaks: collections.deque = collections.deque()  # (second, peak) decreasing peaks
+        self.alive = 0
+        # Interval statistics for the observation.
+        self.peak_concurrency = 0
+        self.invocations = 0
+        self.cold_starts = 0
+        self.duration_sum_ms = 0.0
+
+    @property
+    def deployed(self) -> bool:
+        return self.memory_mb > 0 and math.isfinite(self.duration_ms)
+
+    def configure(self, memory_mb: int, warm_pool: int) -> float:
+        """Set memory and warm pool; returns the $ of initialising new warm instances."""
+        self.memory_mb = int(memory_mb)
+        self.duration_ms = self._profile.latency_ms(memory_mb) if self._profile else math.inf
+        if not math.isfinite(self.duration_ms):
+            return 0.0
+        grow = max(0, int(warm_pool) - self.alive)
+        self.warm_pool = int(warm_pool)
+        self.alive = max(self.alive, self.warm_pool)
+        if grow and self._fp.bill_init:
+            return float(function_charge_usd(self._cold_ms, self.memory_mb, self._fp)) * grow
+        return 0.0
+
+    def prewarm_cost_per_s(self) -> float:
+        """Warm-up pings: every instance of the pool pinged once per interval (1 ms each)."""
+        if self.warm_pool <= 0 or not self.deployed:
+            return 0.0
+        ping = function_charge_usd(1.0, self.memory_mb, self._fp)
+        return self.warm_pool * ping / self._fp.prewarm_interval_s
+
+    def serve(self, second: int, offsets_s: np.ndarray, limit: int):
+        """Run this second's invocations. Returns (ok mask, latency_ms of ok, cold mask of ok,
+        cost_usd of ok) and updates the living instances."""
+        n = len(offsets_s)
+        d_s = self.duration_ms / 1000.0
+        carry = self._carry_end_s
+        if n == 0:
+            self._advance(second, int(np.count_nonzero(carry > 0.0)), carry)
+            return np.zeros(0, bool), np.empty(0), np.zeros(0, bool), np.empty(0)
+        # In flight at arrival i: earlier arrivals of this second still running, plus carry-over.
+        earlier = np.arange(n) - np.searchsorted(offsets_s, offsets_s - d_s, side="right")
+        if carry.size:
+            earlier = earlier + (carry.size - np.searchsorted(carry, offsets_s, side="right"))
+        level = earlier + 1
+        ok = level <= limit
+        prev_max = np.maximum.accumulate(np.concatenate([[self.alive], level[:-1]]))
+        cold = (level > prev_max) & ok
+        lat_ms = self._fp.invoke_overhead_ms + self.duration_ms + self._cold_ms * cold
+        billed_ms = self.duration_ms + (self._cold_ms * cold if self._fp.bill_init else 0.0)
+        cost = function_charge_usd(billed_ms, self.memory_mb, self._fp)
+        ends = offsets_s[ok] + lat_ms[ok] / 1000.0 - 1.0
+        new_carry = np.concatenate([carry - 1.0, ends])
+        peak = int(level[ok].max()) if ok.any() else 0
+        self._advance(second, peak, new_carry)
+        k = int(ok.sum())
+        self.invocations += k
+        c = int(cold.sum())
+        self.cold_starts += c
+        self.duration_sum_ms += float(lat_ms[ok].sum())
+        return ok, lat_ms[ok], cold[ok], cost[ok] if np.ndim(cost) else np.full(k, cost)
+
+    def _advance(self, second: int, peak: int, carry: np.ndarray) -> None:
+        carry = carry[carry > 0.0]
+        carry.sort()
+        self._carry_end_s = carry
+        peak = max(peak, int(carry.size))
+        self.peak_concurrency = max(self.peak_concurrency, peak)
+        dq = self._peaks
+        while dq and dq[-1][1] <= peak:
+            dq.pop()
+        dq.append((second, peak))
+        horizon = second - self._fp.keep_alive_s
+        while dq and dq[0][0] <= horizon:
+            dq.popleft()
+        self.alive = max(self.warm_pool, dq[0][1] if dq else 0)
+
+    def take_interval_stats(self):
+        stats = (self.peak_concurrency, self.invocations, self.cold_starts,
+                 self.duration_sum_ms / self.invocations if self.invocations else 0.0)
+        self.peak_concurrency = self.invocations = self.cold_starts = 0
+        self.duration_sum_ms = 0.0
+        return stats

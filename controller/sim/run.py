@@ -1,0 +1,71 @@
+"""Run several policies over one trace and build the report (the `simulate` command's body)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from controller.core import PolicyContext, PolicyError, make_policy
+from controller.sim.engine import Simulation, query_classes
+from controller.sim.lower_bound import lower_bound_usd
+from controller.sim.report import format_table, rows, write_csv, write_plots
+from controller.sim.trace import load_trace, prepare
+
+
+@dataclass
+class SimReport:
+    table: list[dict]
+    results: list
+    lower_bound_how: list[str]
+    files: list[str]
+
+
+def check_policies(names: list[str], config, catalog) -> None:
+    """Fail fast, before any run, on an unknown policy or one that cannot serve this config."""
+    ctx = PolicyContext(config, catalog, query_classes(config))
+    for n in names:
+        make_policy(n, ctx)
+
+
+def simulate(config, catalog, trace: str, policies: list[str], out_dir: str | None = None,
+             progress: bool = False, policy_kwargs: dict | None = None) -> SimReport:
+    sim = config.simulator
+    counts = prepare(load_trace(trace), sim.start_s, sim.duration_s, sim.rate_scale, sim.speedup)
+    if counts.sum() == 0:
+        raise PolicyError(f"trace {trace!r}: the selected slice has no requests")
+    check_policies(policies, config, catalog)
+    results = []
+    for name in policies:
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=len(counts), desc=f"{name:12s}", unit="s", leave=False, mininterval=0.5)
+            last = [0]
+
+            def tick(s, bar=bar, last=last):
+                bar.update(s - last[0])
+                last[0] = s
+        res = Simulation(config, catalog, counts, name, policy_kwargs=(policy_kwargs or {}).get(name)).run(
+            progress=tick if bar else None)
+        if bar:
+            bar.close()
+        results.append(res)
+    ctx = PolicyContext(config, catalog, query_classes(config))
+    lb, how = lower_bound_usd(ctx, results[0].class_requests)
+    table = rows(results, lb)
+    files = []
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, "report.csv")
+        write_csv(table, path)
+        files.append(path)
+        files += write_plots(results, out_dir, os.path.basename(str(trace)).removesuffix(".csv"))
+    return SimReport(table, results, how, files)
+
+
+def print_report(rep: SimReport, header: str) -> str:
+    lines = [header, format_table(rep.table), ""] + [f"lower bound: {h}" for h in rep.lower_bound_how]
+    if rep.files:
+        lines.append("wrote " + ", ".join(rep.files))
+    return "\n".join(lines)
