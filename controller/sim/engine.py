@@ -29,6 +29,7 @@ from controller.sim.vm_pool import VmPool
 from procurement.providers.fake import FakeVmProvider
 
 WARMUP_S = 60
+_EMPTY = np.empty(0)
 
 
 def query_classes(config) -> tuple[QueryClass, ...]:
@@ -103,6 +104,9 @@ class Simulation:
         for j, pool in enumerate(self.vm_pools):
             route = self.routes.get(j)
             pool.set_fleet(ready.get(j, {}), route.vm_batch_size if route else 1)
+        self._capacity_per_s = sum(p.mu_per_s for p in self.vm_pools)
+        self._prewarm_usd_per_s = sum(p.prewarm_cost_per_s() for p in self.fn_pools if p.warm_pool)
+        self._fn_deployed = [j for j, p in enumerate(self.fn_pools) if p.deployed]
 
     # --- observation ------------------------------------------------------------------------------
     def _observe(self, now_s: int, interval_s: float) -> Observation:
@@ -172,18 +176,18 @@ class Simulation:
             if s >= self._next_ready_s:
                 self._refresh_fleet(s)
             b = s // series_bucket_s
-            prewarm = sum(p.prewarm_cost_per_s() for p in self.fn_pools if p.warm_pool)
-            res.function_usd += prewarm
+            res.function_usd += self._prewarm_usd_per_s
             ser["vm_usd"][b] += self._vm_usd_per_s
-            ser["capacity_per_s"][b] += sum(p.mu_per_s for p in self.vm_pools) / series_bucket_s
+            ser["capacity_per_s"][b] += self._capacity_per_s / series_bucket_s
             n = int(self.counts[s])
             model_row = np.zeros(self.n_models, np.int64)
             class_row = np.zeros(K, np.int64)
             if n == 0:
                 for j, p in enumerate(self.vm_pools):
-                    p.serve(np.empty(0), 0.0)
-                    if self.fn_pools[j].deployed:
-                        self.fn_pools[j].serve(s, np.empty(0), limit)
+                    if p.backlog > 0.0:
+                        p.serve(_EMPTY, 0.0)
+                for j in self._fn_deployed:
+                    self.fn_pools[j].serve(s, _EMPTY, limit)
                 self._obs_model_rows.append(model_row)
                 self._obs_class_rows.append(class_row)
                 continue
@@ -200,7 +204,8 @@ class Simulation:
             cost = np.zeros(n)
             backend = np.full(n, 2, np.int8)  # 0 vm, 1 function, 2 dropped
             used = np.unique(model_of) if K > 1 or model_of[0] != model_of[-1] else model_of[:1]
-            fn_inflight = sum(p.alive for p in self.fn_pools if p.deployed)
+            fn_inflight = sum(self.fn_pools[j].alive for j in self._fn_deployed)
+            used_set = set(used.tolist())
             for j in used.tolist():
                 idx = np.flatnonzero(model_of == j) if len(used) > 1 else np.arange(n)
                 uj = u[idx]
@@ -223,7 +228,7 @@ class Simulation:
                     res.cold_starts += int(cold.sum())
                     res.function_usd += float(c_usd.sum())
                 elif fpool.deployed:
-                    fpool.serve(s, np.empty(0), limit)
+                    fpool.serve(s, _EMPTY, limit)
                 model_row[j] = len(idx)
                 st = self._obs_stats[j]
                 nv, nf = int(admitted.sum()), int(np.count_nonzero(backend[idx] == 1))
@@ -231,8 +236,11 @@ class Simulation:
                 st[1] += nf
                 st[2] += len(idx) - nv - nf
             for j, p in enumerate(self.vm_pools):  # idle pools still drain
-                if j not in used:
-                    p.serve(np.empty(0), 0.0)
+                if p.backlog > 0.0 and j not in used_set:
+                    p.serve(_EMPTY, 0.0)
+            for j in self._fn_deployed:  # idle functions age towards reclaim
+                if j not in used_set:
+                    self.fn_pools[j].serve(s, _EMPTY, limit)
             served = backend < 2
             slo = self.slo_ms[cls] if K > 1 else self.slo_ms[0]
             met = served & (lat <= slo)
@@ -248,9 +256,9 @@ class Simulation:
             res.slo_violations += viol
             res.meets_both += int(np.count_nonzero(met & floor_ok))
             res.accuracy_sum += float(acc[served].sum())
-            hist_buf.append(hist_index(lat[served]))
+            hist_buf.append(lat[served])
             if len(hist_buf) >= 512:
-                res.latency_hist += np.bincount(np.concatenate(hist_buf), minlength=res.latency_hist.size)
+                res.latency_hist += np.bincount(hist_index(np.concatenate(hist_buf)), minlength=res.latency_hist.size)
                 hist_buf = []
             ser["arrivals"][b] += n
             ser["violations"][b] += viol
@@ -271,7 +279,7 @@ class Simulation:
             if progress and s % 1000 == 0:
                 progress(s)
         if hist_buf:
-            res.latency_hist += np.bincount(np.concatenate(hist_buf), minlength=res.latency_hist.size)
+            res.latency_hist += np.bincount(hist_index(np.concatenate(hist_buf)), minlength=res.latency_hist.size)
         for rec in self.provider.list(T):
             self._terminate(rec.vm_id, T)
         # Function $ per bucket: spread in proportion to function requests (prewarm included).
