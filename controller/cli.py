@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--start-s", type=int, help="slice start, in trace seconds")
     s.add_argument("--duration-s", type=int, help="slice length, in trace seconds")
     s.add_argument("--arrivals", choices=["poisson", "even"])
+    s.add_argument("--jobs", type=int, help="policies simulated in parallel (default: one per core)")
     s.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("policies", help="list the policies and selectors by name")
@@ -68,7 +69,7 @@ def _simulate(args) -> int:
     catalog = load_catalog(cfg.catalog.dir)
     kwargs = {p: {"selector": args.selector} for p in args.policies if p == "hybrid"} if args.selector else None
     rep = simulate(cfg, catalog, args.trace, args.policies, args.out,
-                   progress=not args.no_progress and sys.stderr.isatty(), policy_kwargs=kwargs)
+                   progress=not args.no_progress and sys.stderr.isatty(), policy_kwargs=kwargs, jobs=args.jobs)
     sim = cfg.simulator
     slo = ", ".join(f"{a.name} {a.slo_ms:g} ms / acc >= {a.min_accuracy:g}" for a in cfg.apps)
     header = (f"trace {args.trace}: {rep.results[0].requests:,} requests over {rep.results[0].simulated_s:,} s "
