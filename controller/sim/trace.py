@@ -7,6 +7,7 @@ Poisson draw around it.
 """
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
@@ -37,8 +38,11 @@ def load_trace(name_or_path: str) -> np.ndarray:
         header = fh.readline().strip().replace(" ", "").lower()
         if header != "second,requests":
             raise TraceError(f"{path}: line 1 must be the header `second,requests`, got {header[:60]!r}")
+        body = fh.read()
+        if not body.strip():
+            raise TraceError(f"{path}: no rows after the header")
         try:
-            data = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2)
+            data = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2)
         except ValueError as e:
             raise TraceError(f"{path}: malformed row ({str(e).splitlines()[-1][:120]})") from None
     if data.size == 0:

@@ -4,7 +4,10 @@ Assumptions every implementation states and every caller respects:
 - Calls are asynchronous in effect: `launch` returns at once; the VM shows up in `list()` as
   `booting` and later `ready` (eventual consistency, as EC2's describe-instances).
 - `launch` is idempotent per `request_id`: a second call with the same id launches nothing
-  and returns the same VM id. This is what makes a restarted controller safe.
+  and returns the same VM id. This is what makes a restarted controller safe. A launch that
+  failed returns "" and its error comes out of `poll_errors()`.
+- `adopt` is called once at start: it finds this deployment's VMs (or functions) left by an
+  earlier controller, so nothing is orphaned and nothing is launched twice.
 - Errors are reported, not raised: `poll_errors()` returns (and clears) what went wrong since
   the last call (capacity, throttling, API errors), so a control loop never dies of them.
 - `now_s` is passed in where time matters, so the in-memory fake runs on a virtual clock.
@@ -49,6 +52,9 @@ class VmProvider(Protocol):
     def list(self, now_s: float) -> list[VmRecord]:
         """Every VM of this deployment that is not terminated."""
 
+    def adopt(self, now_s: float) -> list[VmRecord]:
+        """This deployment's existing VMs, taken over at start (tags, not memory)."""
+
     def poll_errors(self) -> list[ProviderError]:
         """Errors since the last call, oldest first."""
 
@@ -80,6 +86,9 @@ class FunctionProvider(Protocol):
 
     def describe(self) -> list[FunctionRecord]:
         """The functions of this deployment."""
+
+    def adopt(self) -> list[FunctionRecord]:
+        """This deployment's existing functions, taken over at start."""
 
     def poll_errors(self) -> list[ProviderError]:
         """Errors since the last call, oldest first."""

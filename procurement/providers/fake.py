@@ -93,6 +93,9 @@ class FakeVmProvider:
             out.append(rec)
         return out
 
+    def adopt(self, now_s: float) -> list[VmRecord]:
+        return self.list(now_s)
+
     def poll_errors(self) -> list[ProviderError]:
         errs, self._errors = self._errors, []
         return errs
@@ -137,6 +140,9 @@ class FakeFunctionProvider:
 
     def describe(self) -> list[FunctionRecord]:
         return list(self._functions.values())
+
+    def adopt(self) -> list[FunctionRecord]:
+        return self.describe()
 
     def poll_errors(self) -> list[ProviderError]:
         errs, self._errors = self._errors, []
