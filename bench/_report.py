@@ -5,6 +5,7 @@ figures, the command that made them and the machine.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 import re
@@ -41,11 +42,16 @@ def write_section(name: str, title: str, body: str, cmd: str | None = None) -> N
     block = (f"<!-- bench:{name} -->\n## {title}\n\n"
              f"Command: `{cmd or command()}`  \nMachine: {machine()}  \nWritten: {stamp}\n\n"
              f"{body.strip()}\n<!-- /bench:{name} -->\n")
-    text = open(PATH).read() if os.path.exists(PATH) else HEADER
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->\n?", re.S)
-    text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
-    with open(PATH, "w") as fh:
-        fh.write(text)
+    # Benchmarks may finish at the same time: read-modify-write under an exclusive lock.
+    with open(PATH + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = open(PATH).read() if os.path.exists(PATH) else HEADER
+        text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
+        tmp = PATH + ".tmp"
+        with open(tmp, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, PATH)
 
 
 def git_rev() -> str:
