@@ -114,6 +114,7 @@ class Observation:
     backlog: Mapping[str, float]  # requests waiting in each model's VM queue
     stats: Mapping[str, ModelStats]
     errors: tuple[str, ...] = ()
+    class_model_counts: np.ndarray | None = None  # [classes, len(models)] requests over the interval
 
 
 # --- the policy protocol and its context -------------------------------------------------------

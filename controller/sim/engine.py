@@ -131,15 +131,17 @@ class Simulation:
                 lats = self._obs_lat[j]
                 p95 = float(np.percentile(np.concatenate(lats), 95)) if lats else 0.0
                 stats[m] = ModelStats(s[0], s[1], s[2], s[3], p95)
+        cm = self._obs_class_model.reshape(len(self.classes), self.n_models).copy()
         self._reset_interval()
         return Observation(float(now_s), float(interval_s), self.models, model_rows, class_rows, vms,
-                           functions, backlog, stats)
+                           functions, backlog, stats, class_model_counts=cm)
 
     def _reset_interval(self) -> None:
         self._obs_model_rows: list = []
         self._obs_class_rows: list = []
         self._obs_stats = [[0, 0, 0, 0] for _ in self.models]  # vm, fn, dropped, violations
         self._obs_lat: list[list] = [[] for _ in self.models]
+        self._obs_class_model = np.zeros(len(self.classes) * self.n_models, np.int64)
 
     # --- the run ----------------------------------------------------------------------------------
     def run(self, progress: Callable[[int], None] | None = None, series_bucket_s: int = 60) -> RunResult:
@@ -267,6 +269,11 @@ class Simulation:
                 sel = model_of == j if len(used) > 1 else slice(None)
                 self._obs_stats[j][3] += int(np.count_nonzero(~met[sel]))
                 self._obs_lat[j].append(lat[sel][served[sel]])
+            if K > 1 or len(used) > 1:
+                self._obs_class_model += np.bincount(cls * self.n_models + model_of,
+                                                     minlength=self._obs_class_model.size)
+            else:
+                self._obs_class_model[model_of[0]] += n
             correct = (self.rng_correct.random(n) < acc).astype(np.float64)
             for c in range(K):
                 m = cls == c if K > 1 else slice(None)
