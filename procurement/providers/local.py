@@ -1,0 +1,426 @@
+"""The `local` providers: capacity made of real processes on this machine (the embedded default).
+
+`LocalFunctionProvider` (FunctionProvider): a function instance is a worker process
+(`serving.function_worker`) that loads its model on first use (a real cold start), serves one
+request at a time and is reaped after `keep_alive_s` idle, as a Lambda execution environment.
+It gets CPU in proportion to its memory, as Lambda does (1 vCPU per `mb_per_vcpu` MB), through
+a cgroup CPU quota and memory limit: cgroup v1 (`cpu.cfs_quota_us`, `memory.limit_in_bytes`)
+or v2 (`cpu.max`, `memory.max`). Where neither hierarchy is writable (not root, read-only
+/sys/fs/cgroup) the instance runs unconstrained and only `OMP_NUM_THREADS` follows the memory;
+`cgroup_mode` says which applies.
+
+`LocalVmProvider` (VmProvider): a VM is a Ray worker node. After the instance type's emulated
+boot delay it runs `ray start --address <head> --num-cpus <vCPUs> --resources '{"<vm id>": 1}'
+--block` as a child process (what an EC2 VM's user data runs); Serve places replicas on it
+through that resource. `terminate` stops that node alone (SIGTERM to its `ray start`).
+
+Both kill their children if this process dies (PR_SET_PDEATHSIG), so nothing is left behind.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from procurement.providers.base import FunctionRecord, InvokeResult, ProviderError, VmRecord
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+_CFS_PERIOD_US = 100_000
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """preexec hook: the child gets SIGTERM when its parent dies (Linux), so no orphan survives."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+# --- cgroups -----------------------------------------------------------------------------------
+def cgroup_mode(root: str = CGROUP_ROOT) -> str:
+    """"v1", "v2" or "none": which hierarchy this process may create limited groups in."""
+    if os.path.isdir(os.path.join(root, "cpu")) and os.access(os.path.join(root, "cpu"), os.W_OK):
+        return "v1"
+    if os.path.isfile(os.path.join(root, "cgroup.controllers")) and os.access(root, os.W_OK):
+        return "v2"
+    return "none"
+
+
+@dataclass
+class CpuMemLimit:
+    """One cgroup (v1: a cpu and a memory group; v2: one group) holding one process."""
+
+    mode: str
+    dirs: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, name: str, vcpu: float, memory_mb: int, root: str = CGROUP_ROOT) -> "CpuMemLimit":
+        mode = cgroup_mode(root)
+        quota_us = max(1000, int(vcpu * _CFS_PERIOD_US))
+        mem_bytes = int(memory_mb) * 1024 * 1024
+        lim = cls(mode)
+        try:
+            if mode == "v1":
+                cpu = os.path.join(root, "cpu", "hybridserve", name)
+                mem = os.path.join(root, "memory", "hybridserve", name)
+                os.makedirs(cpu, exist_ok=True)
+                lim.dirs.append(cpu)
+                _write(cpu, "cpu.cfs_period_us", _CFS_PERIOD_US)
+                _write(cpu, "cpu.cfs_quota_us", quota_us)
+                if os.access(os.path.join(root, "memory"), os.W_OK):
+                    os.makedirs(mem, exist_ok=True)
+                    lim.dirs.append(mem)
+                    _write(mem, "memory.limit_in_bytes", mem_bytes)
+            elif mode == "v2":
+                d = os.path.join(root, "hybridserve", name)
+                os.makedirs(d, exist_ok=True)
+                lim.dirs.append(d)
+                _write(d, "cpu.max", f"{quota_us} {_CFS_PERIOD_US}")
+                _write(d, "memory.max", mem_bytes)
+        except OSError:
+            lim.remove()
+            return cls("none")
+        return lim
+
+    def join(self) -> None:
+        """Move the calling process in (called in the child before exec)."""
+        for d in self.dirs:
+            _write(d, "cgroup.procs", os.getpid())
+
+    def remove(self) -> None:
+        for d in self.dirs:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
+def _write(directory: str, name: str, value) -> None:
+    with open(os.path.join(directory, name), "w") as fh:
+        fh.write(str(value))
+
+
+# --- functions ---------------------------------------------------------------------------------
+@dataclass
+class _Instance:
+    proc: subprocess.Popen
+    limit: CpuMemLimit
+    started_s: float
+    last_used_s: float
+    busy: bool = True
+    warm: bool = False  # has loaded its model
+
+
+@dataclass
+class _Function:
+    record: FunctionRecord
+    runtime: str
+    instances: list[_Instance] = field(default_factory=list)
+    invocations: int = 0
+    cold_starts: int = 0
+    errors: int = 0
+    duration_ms_sum: float = 0.0
+    peak_concurrency: int = 0
+    cold_ms: float | None = None  # mean duration of the cold invocations so far
+
+
+class LocalFunctionProvider:
+    """Functions as worker processes on this machine. Thread-safe: `invoke` blocks its caller."""
+
+    def __init__(self, keep_alive_s: float = 600.0, mb_per_vcpu: int = 1769, concurrency_limit: int = 8,
+                 billing_granularity_ms: int = 1, runtime: str = "mxnet", cgroup_root: str = CGROUP_ROOT,
+                 clock: Callable[[], float] = time.monotonic, python: str = sys.executable):
+        self.keep_alive_s = keep_alive_s
+        self.mb_per_vcpu = mb_per_vcpu
+        self.concurrency_limit = concurrency_limit
+        self.billing_granularity_ms = billing_granularity_ms
+        self.runtime = runtime
+        self.cgroup_root = cgroup_root
+        self.cgroup_mode = cgroup_mode(cgroup_root)
+        self._clock = clock
+        self._python = python
+        self._lock = threading.Lock()
+        self._functions: dict[str, _Function] = {}
+        self._errors: list[ProviderError] = []
+        self._seq = 0
+        self._closed = False
+
+    # --- FunctionProvider ----------------------------------------------------------------------
+    def deploy(self, model: str, memory_mb: int, warm_pool: int = 0, batch_size: int = 1) -> None:
+        with self._lock:
+            fn = self._functions.get(model)
+            rec = FunctionRecord(model, int(memory_mb), int(warm_pool), int(batch_size))
+            if fn is None:
+                self._functions[model] = _Function(rec, self.runtime)
+            else:
+                fn.record = rec  # running instances keep their limits; new ones get the new memory
+
+    def describe(self) -> list[FunctionRecord]:
+        with self._lock:
+            return [f.record for f in self._functions.values()]
+
+    def poll_errors(self) -> list[ProviderError]:
+        with self._lock:
+            out, self._errors = self._errors, []
+        return out
+
+    def invoke(self, model: str, payload: Any, timeout_s: float) -> InvokeResult:
+        """Run one batch (float32 N×C×H×W) on an idle instance, starting one if none is idle."""
+        self.reap()
+        t0 = self._clock()
+        try:
+            inst, cold = self._acquire(model)
+        except _Throttled as e:
+            return InvokeResult(False, None, 0.0, 0.0, False, f"throttled: {e}")
+        fn = self._functions[model]
+        try:
+            from serving.function_worker import read_message, write_message
+
+            write_message(inst.proc.stdin, payload)
+            ready, _, _ = select.select([inst.proc.stdout], [], [], timeout_s)
+            reply = read_message(inst.proc.stdout) if ready else None
+        except (OSError, ValueError) as e:
+            reply, why = None, f"error: instance died ({e})"
+        else:
+            why = "timeout" if not ready else "error: instance died"
+        duration_ms = (self._clock() - t0) * 1000.0
+        if reply is None:
+            self._kill(fn, inst)
+            with self._lock:
+                fn.errors += 1
+                self._errors.append(ProviderError("api", f"function {model}: {why}", transient=True))
+            return InvokeResult(False, None, duration_ms, self._billed_ms(duration_ms), cold, why)
+        with self._lock:
+            inst.busy, inst.warm, inst.last_used_s = False, True, self._clock()
+            fn.invocations += 1
+            fn.cold_starts += int(cold)
+            fn.duration_ms_sum += duration_ms
+            if cold:
+                fn.cold_ms = duration_ms if fn.cold_ms is None else (
+                    fn.cold_ms + (duration_ms - fn.cold_ms) / fn.cold_starts)
+        if reply[0] != "ok":
+            return InvokeResult(False, None, duration_ms, self._billed_ms(duration_ms), cold, f"error: {reply[1]}")
+        return InvokeResult(True, reply[1], duration_ms, self._billed_ms(duration_ms), cold)
+
+    # --- pool mechanics ------------------------------------------------------------------------
+    def _acquire(self, model: str) -> tuple[_Instance, bool]:
+        with self._lock:
+            if self._closed:
+                raise _Throttled("provider closed")
+            fn = self._functions.get(model)
+            if fn is None:
+                raise _Throttled(f"no function deployed for {model!r}")
+            for inst in fn.instances:
+                if not inst.busy and inst.proc.poll() is None:
+                    inst.busy = True
+                    return inst, not inst.warm
+            running = sum(len(f.instances) for f in self._functions.values())
+            if running >= self.concurrency_limit:
+                raise _Throttled(f"concurrency limit {self.concurrency_limit} reached")
+            self._seq += 1
+            name = f"fn-{os.getpid()}-{self._seq}"
+            memory_mb = fn.record.memory_mb
+        vcpu = memory_mb / self.mb_per_vcpu
+        limit = CpuMemLimit.create(name, vcpu, memory_mb, self.cgroup_root)
+        env = dict(os.environ, OMP_NUM_THREADS=str(max(1, round(vcpu))), MXNET_CPU_WORKER_NTHREADS="1")
+
+        def preexec():
+            _die_with_parent()
+            try:
+                limit.join()
+            except OSError:
+                pass
+        proc = subprocess.Popen([self._python, "-m", "serving.function_worker", model, fn.runtime],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, preexec_fn=preexec)
+        now = self._clock()
+        inst = _Instance(proc, limit, now, now)
+        with self._lock:
+            fn.instances.append(inst)
+            busy = sum(1 for i in fn.instances if i.busy)
+            fn.peak_concurrency = max(fn.peak_concurrency, busy)
+        return inst, True
+
+    def _kill(self, fn: _Function, inst: _Instance) -> None:
+        with self._lock:
+            if inst in fn.instances:
+                fn.instances.remove(inst)
+        _stop(inst.proc, grace_s=1.0)
+        inst.limit.remove()
+
+    def reap(self, now_s: float | None = None) -> int:
+        """Stop instances idle longer than the keep-alive (beyond the warm pool); return how many."""
+        now_s = self._clock() if now_s is None else now_s
+        victims = []
+        with self._lock:
+            for fn in self._functions.values():
+                idle = [i for i in fn.instances if not i.busy]
+                idle.sort(key=lambda i: i.last_used_s)
+                keep = fn.record.warm_pool
+                for inst in idle[:max(0, len(idle) - keep)]:
+                    if now_s - inst.last_used_s >= self.keep_alive_s or inst.proc.poll() is not None:
+                        victims.append((fn, inst))
+        for fn, inst in victims:
+            self._kill(fn, inst)
+        return len(victims)
+
+    def has_idle(self, model: str) -> bool:
+        """Whether a warm instance of `model` is free right now (the next invoke is warm)."""
+        with self._lock:
+            fn = self._functions.get(model)
+            return fn is not None and any(not i.busy and i.warm and i.proc.poll() is None for i in fn.instances)
+
+    def cold_start_ms(self, model: str) -> float | None:
+        """Mean duration of `model`'s cold invocations so far (None before the first)."""
+        with self._lock:
+            fn = self._functions.get(model)
+            return None if fn is None else fn.cold_ms
+
+    def stats(self) -> dict[str, dict]:
+        """Per function: memory, instances (busy / warm), invocations, cold starts, errors."""
+        with self._lock:
+            return {m: {"memory_mb": f.record.memory_mb, "instances": len(f.instances),
+                        "busy": sum(1 for i in f.instances if i.busy), "invocations": f.invocations,
+                        "cold_starts": f.cold_starts, "errors": f.errors, "peak_concurrency": f.peak_concurrency,
+                        "mean_duration_ms": f.duration_ms_sum / f.invocations if f.invocations else 0.0,
+                        "cold_start_ms": f.cold_ms,
+                        "cgroup": self.cgroup_mode}
+                    for m, f in self._functions.items()}
+
+    def close(self) -> None:
+        """Stop every instance (the daemon's shutdown)."""
+        with self._lock:
+            self._closed = True
+            all_instances = [(f, i) for f in self._functions.values() for i in f.instances]
+        for fn, inst in all_instances:
+            self._kill(fn, inst)
+
+    def _billed_ms(self, duration_ms: float) -> float:
+        g = self.billing_granularity_ms
+        return float(-(-duration_ms // g) * g)
+
+
+class _Throttled(Exception):
+    pass
+
+
+def _stop(proc: subprocess.Popen, grace_s: float) -> None:
+    if proc.poll() is not None:
+        return
+    for stream in (proc.stdin,):
+        try:
+            stream.close()  # EOF: the worker exits on its own
+        except OSError:
+            pass
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- VMs ---------------------------------------------------------------------------------------
+@dataclass
+class _LocalVm:
+    record: VmRecord
+    vcpu: int
+    boot_at_s: float
+    proc: subprocess.Popen | None = None
+
+
+class LocalVmProvider:
+    """VMs as Ray worker nodes joined to the head at `head_address` (e.g. "127.0.0.1:6379").
+
+    `boot_s(instance_type)` gives the emulated boot delay; `vcpu_of(instance_type)` the CPUs the
+    node declares. Call `list(now_s)` regularly: it starts nodes whose boot delay has passed.
+    A VM is `ready` once its `ray start` process runs (Ray reports the node shortly after).
+    """
+
+    def __init__(self, head_address: str, boot_s: Callable[[str], float], vcpu_of: Callable[[str], int],
+                 ray_bin: str | None = None, id_prefix: str = "localvm"):
+        self.head_address = head_address
+        self._boot_s = boot_s
+        self._vcpu_of = vcpu_of
+        self._ray_bin = ray_bin or os.path.join(os.path.dirname(sys.executable), "ray")
+        self._prefix = id_prefix
+        self._vms: dict[str, _LocalVm] = {}
+        self._by_request: dict[str, str] = {}
+        self._errors: list[ProviderError] = []
+        self._seq = 0
+
+    def launch(self, request_id: str, instance_type: str, model: str, now_s: float, spot: bool = False) -> str:
+        if request_id in self._by_request:
+            return self._by_request[request_id]
+        try:
+            vcpu, delay_s = int(self._vcpu_of(instance_type)), float(self._boot_s(instance_type))
+        except Exception as e:
+            self._errors.append(ProviderError("api", f"launch {instance_type}: {e}", request_id, transient=False))
+            return ""
+        self._seq += 1
+        vm_id = f"{self._prefix}-{os.getpid()}-{self._seq}"
+        self._vms[vm_id] = _LocalVm(VmRecord(vm_id, request_id, instance_type, model, "booting", now_s, spot=spot),
+                                    vcpu, now_s + delay_s)
+        self._by_request[request_id] = vm_id
+        return vm_id
+
+    def _start(self, vm: _LocalVm, now_s: float) -> None:
+        cmd = [self._ray_bin, "start", "--address", self.head_address, "--num-cpus", str(vm.vcpu),
+               "--resources", json.dumps({vm.record.vm_id: 1}), "--block", "--disable-usage-stats"]
+        try:
+            vm.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                       preexec_fn=_die_with_parent, start_new_session=False)
+        except OSError as e:
+            self._errors.append(ProviderError("boot_failed", f"{vm.record.vm_id}: {e}", vm.record.request_id))
+            vm.record = _replace(vm.record, state="terminated")
+            return
+        vm.record = _replace(vm.record, state="ready", ready_s=now_s)
+
+    def terminate(self, vm_id: str, now_s: float) -> None:
+        vm = self._vms.get(vm_id)
+        if vm is None or vm.record.state == "terminated":
+            return
+        if vm.proc is not None:
+            # `ray start --block` stops its own node on SIGTERM (Serve has moved replicas away
+            # by then when the caller drained it first).
+            vm.proc.terminate()
+            try:
+                vm.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                vm.proc.kill()
+                vm.proc.wait()
+        vm.record = _replace(vm.record, state="terminated")
+
+    def list(self, now_s: float) -> list[VmRecord]:
+        for vm in self._vms.values():
+            if vm.record.state == "booting" and now_s >= vm.boot_at_s:
+                self._start(vm, now_s)
+            elif vm.record.state == "ready" and vm.proc is not None and vm.proc.poll() is not None:
+                self._errors.append(ProviderError("died", f"{vm.record.vm_id}: ray node exited "
+                                                          f"with {vm.proc.returncode}", vm.record.request_id))
+                vm.record = _replace(vm.record, state="terminated")
+        return [vm.record for vm in self._vms.values() if vm.record.state != "terminated"]
+
+    def poll_errors(self) -> list[ProviderError]:
+        out, self._errors = self._errors, []
+        return out
+
+    def close(self, now_s: float) -> None:
+        for vm_id in list(self._vms):
+            self.terminate(vm_id, now_s)
+
+
+def _replace(record: VmRecord, **changes) -> VmRecord:
+    from dataclasses import replace
+    return replace(record, **changes)

@@ -1,0 +1,135 @@
+"""One live hybridserve per test session: `hybridserve run` as a real subprocess (Ray head, Ray
+Serve, router, digits replicas), stopped with SIGTERM at the end, which must leave no process
+of it behind.
+
+Trained digits models are cached in HYBRIDSERVE_CACHE, else in a fixed directory under the
+system temp dir (not the user's ~/.cache), so only the first session pays for training.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "live.yaml")
+START_TIMEOUT_S = 240
+STOP_TIMEOUT_S = 90
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (from /proc), so the teardown can check none survives."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, stack = set(), [pid]
+    while stack:
+        for c in children.get(stack.pop(), []):
+            if c not in out:
+                out.add(c)
+                stack.append(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Live:
+    def __init__(self, url: str, proc: subprocess.Popen, log_path: str):
+        self.url = url
+        self.proc = proc
+        self.log_path = log_path
+
+    def log_tail(self, n: int = 40) -> str:
+        with open(self.log_path, errors="replace") as fh:
+            return "".join(fh.readlines()[-n:])
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+                timeout_s: float = 60) -> tuple[int, dict, bytes]:
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def get_json(self, path: str) -> tuple[int, dict]:
+        status, _, body = self.request("GET", path)
+        return status, json.loads(body)
+
+    def post_json(self, path: str, doc) -> tuple[int, dict]:
+        body = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+        status, _, out = self.request("POST", path, body, {"Content-Type": "application/json"})
+        return status, json.loads(out)
+
+
+@pytest.fixture(scope="session")
+def live():
+    port = _free_port()
+    env = dict(os.environ)
+    env.setdefault("HYBRIDSERVE_CACHE", os.path.join(tempfile.gettempdir(), "hybridserve-test-cache"))
+    log = tempfile.NamedTemporaryFile(prefix="hybridserve-live-", suffix=".log", delete=False)
+    cmd = [sys.executable, "-m", "controller.cli", "run", "--config", CONFIG, "--http-port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = Live(f"http://127.0.0.1:{port}", proc, log.name)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"hybridserve run exited with {proc.returncode}:\n{server.log_tail()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"hybridserve run not ready after {START_TIMEOUT_S} s:\n{server.log_tail()}")
+            try:
+                if server.request("GET", "/v2/health/ready", timeout_s=2)[0] == 200:
+                    break
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.5)
+        yield server
+    finally:
+        tree = _descendants(proc.pid)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        server.exit_code = proc.returncode
+        # Ray's own processes may take a moment after ray.shutdown() returns.
+        end = time.monotonic() + 20
+        while time.monotonic() < end and any(_alive(p) for p in tree):
+            time.sleep(0.5)
+        left = sorted(p for p in tree if _alive(p))
+        for p in left:  # do not leak them into the next session, then report
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        log.close()
+        assert proc.returncode == 0, f"hybridserve run exited with {proc.returncode}:\n{server.log_tail()}"
+        assert not left, f"processes left behind after SIGTERM: {left}"
