@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all bench clean
+.PHONY: run simulate test test-all bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,8 +13,11 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/hybridserve run --config configs/default.yaml
+
+simulate: $(STAMP)
 	$(BIN)/hybridserve simulate --config configs/default.yaml --trace wits \
-	  --policies vm-reactive,lambda-only,spock,mark,oracle --slo-ms 300 --out out/wits
+	  --policies vm-reactive,lambda-only,spock,mark,oracle,hybrid --slo-ms 300 --out out/wits
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
