@@ -1,0 +1,226 @@
+"""`hybrid`: the procurement brain with the selector — hybridserve's own policy.
+
+Each tick (pure: `now_s`, state and an RNG in, a Plan out):
+1. Learn the load: per query class, a predictor (default `ewma`, calibrated to an upper
+   quantile by its own recent errors; see docs/forecast.md) takes the per-second
+   arrivals since the last tick.
+2. Split it by model: each class's forecast is divided among models in the proportions the
+   selector routed that class's requests last interval (at start, a sample of its choices).
+3. Forecast over the horizon that matters: the slowest allowed VM boot plus one interval.
+4. Plan VMs: `plan_vm_mix` (scipy MILP) buys the cheapest mix covering each model's upper
+   quantile with SLO-feasible batches, preferring VMs already running (a launch penalty), and
+   `reconcile` turns it into launches and terminations, counting VMs in flight and scaling down
+   only after `scale_down_delay_s` and past the billing minimum.
+5. Tune functions: the online tuner picks each model's memory (cheapest whose p95, cold starts
+   at the expected ratio included, fits the SLO) from measured durations, and the warm pool is
+   sized to the forecast burst beyond VM capacity (Little's law, Poisson quantile).
+6. Route: a request goes to a VM while its expected wait plus service fits the SLO, else spills
+   to the function.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from controller.core import Plan, PolicyContext, QueryClass, Route, SetFunctionConfig
+from procurement.forecast import make_predictor
+from procurement.function_tuner import (FunctionTuner, TunerSettings, TunerState, burst_beyond_vm_per_s,
+                                        expected_cold_ratio, warm_pool_size)
+from procurement.planner_reconcile import ReconcileState, reconcile
+from procurement.spill import vm_wait_budget_ms
+from procurement.vm_planner import incumbent_counts, plan_vm_mix
+
+
+# Fixed choices to compare the bandits against (`--selector most-accurate|fastest`).
+FIXED_SELECTORS = ("most-accurate", "fastest")
+
+
+@dataclass
+class HybridState:
+    predictors: list  # one per query class
+    reconcile: ReconcileState = field(default_factory=ReconcileState)
+    tuner: TunerState = field(default_factory=TunerState)
+    memory_mb: dict = field(default_factory=dict)  # model -> memory currently deployed
+    mix: np.ndarray | None = None  # [classes, models] routing shares last seen
+    last_plan_key: tuple | None = None
+    last_mix: object = None
+
+
+class Hybrid:
+    name = "hybrid"
+    clairvoyant = False
+
+    def __init__(self, ctx: PolicyContext, selector: str | None = None, predictor: str | None = None,
+                 **params):
+        from selector import make_selector
+
+        self.ctx = ctx
+        self.p = ctx.config.policy
+        extra = dict(self.p.model_extra or {})
+        self.selector_name = selector or extra.get("selector", "constrained")
+        self.predictor_name = predictor or extra.get("predictor", "ewma")
+        # The selector chooses among every variant meeting the floor (an app's fixed `model` is
+        # for the baselines only), or, for comparison, always the most accurate or the fastest.
+        classes = tuple(QueryClass(c.name, c.slo_ms, c.min_accuracy, c.share, self._fixed_choice(c))
+                        for c in ctx.classes)
+        algo = "constrained" if self.selector_name in FIXED_SELECTORS else self.selector_name
+        self._selector = make_selector(algo, classes, ctx.catalog, extra.get("selector_params"))
+        self.tuner = FunctionTuner(ctx.catalog, ctx.config.functions, TunerSettings(strategy="cost"))
+        self.types = list(ctx.config.vms.instance_types)
+        boots = [ctx.catalog.instance_type(t) for t in self.types]
+        self.horizon_s = max(b.boot_s_mean + 2 * b.boot_s_std for b in boots) + self.p.control_interval_s
+        self._option_cache: dict = {}
+        self._vm_breakeven: dict = {}
+        self.n_models = len(ctx.catalog.models)
+
+    def selector(self):
+        return self._selector
+
+    def _fixed_choice(self, cls) -> str | None:
+        if self.selector_name not in FIXED_SELECTORS:
+            return None
+        models = self.ctx.catalog.models_meeting(cls.min_accuracy)
+        if not models:
+            return None  # make_selector raises NoFeasibleModel with the details
+        if self.selector_name == "most-accurate":
+            return max(models, key=lambda m: m.top1_accuracy).name
+        # fastest: the lowest warm latency on any allowed VM type at batch 1
+        def fastest_ms(m):
+            lat = [p.latency_at(1) for t in self.ctx.config.vms.instance_types
+                   if (p := self.ctx.catalog.vm_profile(m.name, t)) is not None]
+            return min(lat) if lat else math.inf
+        return min(models, key=fastest_ms).name
+
+    def initial_state(self, ctx, rng) -> HybridState:
+        preds = [make_predictor(self.predictor_name, {"seed": i}) for i, _ in enumerate(ctx.classes)]
+        return HybridState(predictors=preds)
+
+    # --- 1-3: demand per model ---------------------------------------------------------------
+    def _routing_mix(self, obs, state: HybridState, rng) -> np.ndarray:
+        K = len(self.ctx.classes)
+        cm = obs.class_model_counts
+        if cm is not None and cm.sum() > 0:
+            mix = state.mix.copy() if state.mix is not None else np.zeros((K, self.n_models))
+            for c in range(K):
+                if cm[c].sum() > 0:
+                    mix[c] = cm[c] / cm[c].sum()
+            return mix
+        if state.mix is not None:
+            return state.mix
+        mix = np.zeros((K, self.n_models))
+        for c in range(K):  # warm start: what the selector would pick now
+            picks = self._selector.select(c, 256, rng)
+            mix[c] = np.bincount(picks, minlength=self.n_models) / len(picks)
+        return mix
+
+    def _model_demand(self, obs, state: HybridState, rng):
+        rows = obs.class_arrivals_per_s
+        upper = np.zeros(self.n_models)
+        mean = np.zeros(self.n_models)
+        for c, pred in enumerate(state.predictors):
+            if rows.shape[0]:
+                pred.observe(obs.now_s, rows[:, c].astype(np.float64))
+            f = pred.forecast(obs.now_s, self.horizon_s)
+            upper += f.upper_per_s * state.mix[c]
+            mean += f.mean_per_s * state.mix[c]
+        return upper, mean
+
+    def _slo_by_model(self, state: HybridState) -> dict[int, float]:
+        out = {}
+        for c, cls in enumerate(self.ctx.classes):
+            for j in np.flatnonzero(state.mix[c] > 0):
+                out[int(j)] = min(out.get(int(j), math.inf), cls.slo_ms)
+        return out
+
+    # --- the tick ----------------------------------------------------------------------------
+    def decide(self, obs, state: HybridState, rng):
+        cat = self.ctx.catalog
+        fp = self.ctx.config.functions
+        state.mix = self._routing_mix(obs, state, rng)
+        upper, mean = self._model_demand(obs, state, rng)
+        slo = self._slo_by_model(state)
+        names = {j: cat.models[j].name for j in slo}
+        slo_ms = {names[j]: slo[j] for j in slo}
+        # A model gets VMs only where they pay for themselves: its mean rate on functions would
+        # cost more per hour than the cheapest SLO-feasible VM. Thin demand (a selector's
+        # exploration, a rarely chosen variant) stays on functions.
+        demand = {names[j]: float(upper[j]) for j in slo
+                  if upper[j] > 0 and self._vm_pays(names[j], slo[j], float(mean[j]))}
+
+        # 4. VMs. Re-solve only when the demand moved: quantised to 5 % steps, equal keys give
+        # equal plans, which keeps ticks cheap on a steady load.
+        key = tuple(sorted((m, round(math.log1p(d) / 0.05)) for m, d in demand.items()))
+        if key != state.last_plan_key or state.last_mix is None:
+            state.last_mix = plan_vm_mix(demand, slo_ms, cat, self.types,
+                                         target_utilization=self.p.target_utilization,
+                                         allow_spot=self.ctx.config.vms.allow_spot,
+                                         max_instances=self.ctx.config.vms.max_instances,
+                                         incumbent=incumbent_counts(obs.vms), launch_penalty_usd_per_h=0.005,
+                                         option_cache=self._option_cache)
+            state.last_plan_key = key
+        mix = state.last_mix
+        rec, state.reconcile = reconcile(obs.vms, mix, obs.now_s, state.reconcile,
+                                         scale_down_delay_s=self.p.scale_down_delay_s,
+                                         billing_minimum_s=self.ctx.config.vms.billing_minimum_s,
+                                         request_prefix="hybrid")
+
+        # 5-6. Functions and routes per model in use.
+        functions, routes = [], []
+        for j, m in names.items():
+            fv = obs.functions.get(m)
+            if fv is not None and fv.invocations > 0 and fv.cold_starts == 0:
+                state.tuner = self.tuner.observe(state.tuner, m, fv.memory_mb,
+                                                 [max(1.0, fv.mean_duration_ms - fp.invoke_overhead_ms)])
+            usable = mix.usable_capacity_per_s.get(m, 0.0)
+            burst = burst_beyond_vm_per_s(float(upper[j]), usable)
+            mem = state.memory_mb.get(m)
+            prof = cat.function_profile(m)
+            if prof is None:
+                routes.append(Route(m, self._vm_batch(mix, m), None, spill=False))
+                continue
+            fn_slo_ms = slo_ms[m] - fp.invoke_overhead_ms
+            if mem is None:  # first sight of the model: the tuner's choice with no cold starts
+                mem = self.tuner.recommend(state.tuner, m, fn_slo_ms, 0.0).memory_mb
+            dur = prof.latency_ms(mem) + fp.invoke_overhead_ms
+            # At least one instance stays warm for every model in use (pings cost ~nothing) to
+            # absorb the VM queue's short spikes without a cold start.
+            pool = max(1, warm_pool_size(burst, dur, quantile=0.99, max_pool=fp.concurrency_limit // 4))
+            cold_ratio = expected_cold_ratio(max(burst, 0.1), dur, pool)
+            choice = self.tuner.recommend(state.tuner, m, fn_slo_ms, cold_ratio)
+            if choice.memory_mb != state.memory_mb.get(m) or fv is None or fv.warm_instances != pool:
+                functions.append(SetFunctionConfig(m, choice.memory_mb, pool))
+                state.memory_mb[m] = choice.memory_mb
+            service = self._vm_service_ms(mix, m)
+            budget = vm_wait_budget_ms(slo_ms[m], service) if service is not None else 0.0
+            routes.append(Route(m, self._vm_batch(mix, m), max(0.0, budget), spill=True))
+        nxt = obs.now_s + self.p.control_interval_s
+        if rec.next_check_s is not None:
+            nxt = min(nxt, max(obs.now_s + 1.0, rec.next_check_s))
+        return Plan(rec.launches, rec.terminations, tuple(functions), tuple(routes), nxt), state
+
+    def _vm_pays(self, model: str, slo_ms: float, mean_per_s: float) -> bool:
+        key = (model, slo_ms)
+        if key not in self._vm_breakeven:
+            from controller.policies.common import cheapest_function_memory
+            fn = cheapest_function_memory(self.ctx, model, slo_ms)
+            vm_usd_per_h = [self.ctx.catalog.instance_type(t).on_demand_usd_per_h for t in self.types
+                            if (p := self.ctx.catalog.vm_profile(model, t)) is not None and p.latency_at(1) <= slo_ms]
+            if not vm_usd_per_h:
+                self._vm_breakeven[key] = math.inf
+            elif fn is None:
+                self._vm_breakeven[key] = 0.0
+            else:  # requests/s at which one VM-hour costs what functions would charge
+                self._vm_breakeven[key] = min(vm_usd_per_h) / 3600.0 / fn[1]
+        return mean_per_s >= self._vm_breakeven[key]
+
+    @staticmethod
+    def _vm_batch(mix, model: str) -> int:
+        bs = [e.option.batch_size for e in mix.entries if e.option.model == model and e.count > 0]
+        return min(bs) if bs else 1
+
+    @staticmethod
+    def _vm_service_ms(mix, model: str) -> float | None:
+        ls = [e.option.latency_ms for e in mix.entries if e.option.model == model and e.count > 0]
+        return max(ls) if ls else None
