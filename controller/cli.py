@@ -43,6 +43,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("policies", help="list the policies and selectors by name")
+
+    r = sub.add_parser("run", help="serve the Open Inference Protocol live on Ray Serve (Ctrl-C to stop)")
+    r.add_argument("--config", default="configs/default.yaml")
+    r.add_argument("--http-port", type=int, help="HTTP port (default: serving.http_port, 8000)")
+    r.add_argument("--http-host", help="HTTP address (default: serving.http_host, 127.0.0.1)")
+    r.add_argument("--grpc-port", type=int, help="KServe v2 gRPC port (default: serving.grpc_port, 9000; 0: off)")
+
+    g = sub.add_parser("loadgen", help="replay a trace against a running `hybridserve run`")
+    g.add_argument("--url", default="http://127.0.0.1:8000")
+    g.add_argument("--trace", default="wits", help="berkeley, wits, or a path to a second,requests CSV")
+    g.add_argument("--app", default="digits", help="app (or model variant) to query")
+    g.add_argument("--speedup", type=float, default=60.0, help="trace seconds per wall second")
+    g.add_argument("--rate-scale", type=float, default=0.05, help="multiply the request rate")
+    g.add_argument("--start-s", type=int, default=0, help="slice start, in trace seconds")
+    g.add_argument("--duration-s", type=int, default=600, help="slice length, in trace seconds")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--slo-ms", type=float, help="send parameters.slo_ms (default: the app's SLO)")
+    g.add_argument("--no-feedback", action="store_true", help="do not send the true labels")
+    g.add_argument("--max-in-flight", type=int, default=256)
+    g.add_argument("--no-progress", action="store_true")
+    from controller.profiler import command as profile_command  # issue 7: profile and tune
+    from controller.tuning import command as tune_command
+    profile_command.add_parser(sub)
+    tune_command.add_parser(sub)
     return p
 
 
@@ -94,10 +118,36 @@ def _policies(args) -> int:
     print("policies: " + ", ".join(policy_names()))
     try:
         import selector
-        print("selectors: " + ", ".join(getattr(selector, "SELECTORS", [])))
+        from procurement.hybrid import FIXED_SELECTORS
+        print("selectors: " + ", ".join([*getattr(selector, "SELECTORS", []), *FIXED_SELECTORS]))
     except ImportError:
         pass
     return 0
+
+
+def _run(args) -> int:
+    from controller.config import load_config
+    from serving.settings import serving_config
+
+    cfg = load_config(args.config)
+    overrides = {k: v for k, v in {"http_port": args.http_port, "http_host": args.http_host,
+                                   "grpc_port": args.grpc_port}.items() if v is not None}
+    settings = serving_config(cfg, overrides)
+    from serving.daemon import prepare, run
+    from serving.runtimes import UnknownVariant
+    try:
+        prepare(cfg, settings)  # validates apps, variants and the selector before Ray starts
+    except UnknownVariant as e:
+        raise ValueError(str(e)) from None
+    return run(cfg, settings)
+
+
+def _loadgen(args) -> int:
+    from serving.loadgen import LoadgenError, loadgen_from_args
+    try:
+        return loadgen_from_args(args)
+    except LoadgenError as e:
+        raise ValueError(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,12 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     from controller.config import ConfigError
     from controller.core import PolicyError
     from controller.sim.trace import TraceError
+    from selector import NoFeasibleModel
 
     args = build_parser().parse_args(argv)
-    handlers = {"simulate": _simulate, "policies": _policies}
+    handlers = {"simulate": _simulate, "policies": _policies, "run": _run, "loadgen": _loadgen}
+    from controller.profiler import command as profile_command
+    from controller.tuning import command as tune_command
+    handlers.update({"profile": profile_command.run, "tune": tune_command.run})
     try:
         return handlers[args.command](args)
-    except (ConfigError, TraceError, PolicyError, CatalogError, ValueError) as e:
+    except (ConfigError, TraceError, PolicyError, CatalogError, NoFeasibleModel, ValueError) as e:
         print(f"hybridserve: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

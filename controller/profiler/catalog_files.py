@@ -1,0 +1,92 @@
+"""Turn profile cells into a catalog folder: the same four CSVs, same columns, as
+configs/catalog/, so `Catalog(<out_dir>)` loads a profile of this machine like the AWS one.
+
+- function_latency.csv: per model x memory (= CPU share x 1769 MB) x batch, the p50 latency on
+  `catalog_runtime` (the runtime functions serve with); source "measured on <host>".
+- vm_latency.csv: the local instance types (`local.*` in the base catalog), from the 1-vCPU
+  cells: one single-threaded batch per vCPU at a time (the seed's rule: a CPU-bound inference
+  keeps one core busy), so local.medium (2 vCPUs) runs 2 concurrent batches.
+- models.csv: accuracy columns copied from the base catalog (accuracy is not measured here);
+  memory footprint = RSS delta at batch 1 (runtime + model, the largest over shares), cold start
+  = import + load + first call - a warm batch-1 call at one vCPU: what a cold call adds beyond
+  a warm one, the bare interpreter start being the platform's own init (container_init_ms).
+- instance_types.csv: copied from the base catalog (prices are not measured either).
+Models the base catalog does not know (no accuracy) get no rows.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shutil
+from collections import defaultdict
+
+DEFAULT_BASE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                            "configs", "catalog")
+
+
+def _read(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _write(path, header, rows):
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _source(rows: list[dict]) -> str:
+    hosts = sorted({r["host"] for r in rows})
+    src = f"measured on {', '.join(hosts)}"
+    if any(r["method"] == "threads" for r in rows):
+        src += "; CPU share by thread count, times x1/share below 1 vCPU"
+    return src
+
+
+def write_catalog_files(out_dir: str, cells: list[dict], *, base_catalog_dir: str | None = None,
+                        catalog_runtime: str = "mxnet") -> dict[str, int]:
+    """Write the four catalog CSVs into out_dir from cell rows; returns rows written per file."""
+    base = base_catalog_dir or DEFAULT_BASE
+    base_models = {r["model"]: r for r in _read(os.path.join(base, "models.csv"))}
+    base_types = _read(os.path.join(base, "instance_types.csv"))
+    if os.path.abspath(base) != os.path.abspath(out_dir):
+        shutil.copyfile(os.path.join(base, "instance_types.csv"), os.path.join(out_dir, "instance_types.csv"))
+    mine = [r for r in cells if r["runtime"] == catalog_runtime and r["model"] in base_models]
+    by_model = defaultdict(list)
+    for r in mine:
+        by_model[r["model"]].append(r)
+
+    fn_rows, vm_rows, model_rows = [], [], []
+    local_types = [(t["instance_type"], int(t["vcpu"])) for t in base_types if t["instance_type"].startswith("local.")]
+    for model, rows in sorted(by_model.items()):
+        src = _source(rows)
+        for r in sorted(rows, key=lambda r: (int(r["memory_mb"]), int(r["batch_size"]))):
+            fn_rows.append([model, int(r["memory_mb"]), int(r["batch_size"]), round(float(r["p50_ms"]), 1), src])
+        one_vcpu = {int(r["batch_size"]): r for r in rows if float(r["cpu_share"]) == 1.0}
+        for t, vcpu in local_types:
+            for b, r in sorted(one_vcpu.items()):
+                vm_rows.append([model, t, b, round(float(r["p50_ms"]), 1), vcpu, vcpu,
+                                f"{src}; 1-vCPU cell, one batch per vCPU"])
+        b1 = [r for r in rows if int(r["batch_size"]) == 1] or rows
+        footprint = max(float(r["rss_delta_mb"]) for r in b1)
+        ref = [r for r in b1 if float(r["cpu_share"]) == 1.0] or b1
+        cold = [float(r["import_ms"]) + float(r["load_ms"]) + float(r["first_call_ms"]) - float(r["p50_ms"])
+                for r in ref]
+        cold = [c for c in cold if math.isfinite(c)]
+        bm = base_models[model]
+        model_rows.append([model, bm["top1_accuracy_pct"], bm["top5_accuracy_pct"], bm["param_mb"],
+                           int(math.ceil(footprint)), round(max(0.0, sorted(cold)[len(cold) // 2]) if cold else 0.0),
+                           src + f" ({catalog_runtime})"])
+    _write(os.path.join(out_dir, "function_latency.csv"),
+           ["model", "memory_mb", "batch_size", "latency_ms", "source"], fn_rows)
+    _write(os.path.join(out_dir, "vm_latency.csv"),
+           ["model", "instance_type", "batch_size", "latency_ms", "max_concurrent_batches",
+            "measured_concurrent_batches", "source"], vm_rows)
+    _write(os.path.join(out_dir, "models.csv"),
+           ["model", "top1_accuracy_pct", "top5_accuracy_pct", "param_mb", "memory_footprint_mb", "cold_start_ms",
+            "source"], model_rows)
+    return {"function_latency.csv": len(fn_rows), "vm_latency.csv": len(vm_rows), "models.csv": len(model_rows)}
