@@ -35,6 +35,8 @@ from procurement.vm_planner import incumbent_counts, plan_vm_mix
 
 # Fixed choices to compare the bandits against (`--selector most-accurate|fastest`).
 FIXED_SELECTORS = ("most-accurate", "fastest")
+MIX_HALF_LIFE_S = 120.0
+MIN_SHARE = 0.05  # routing share below which a class does not shape a model's pool
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Hybrid:
 
         self.ctx = ctx
         self.p = ctx.config.policy
+        self.n_models = len(ctx.catalog.models)
         extra = dict(self.p.model_extra or {})
         self.selector_name = selector or extra.get("selector", "constrained")
         self.predictor_name = predictor or extra.get("predictor", "ewma")
@@ -73,10 +76,39 @@ class Hybrid:
         self.horizon_s = max(b.boot_s_mean + 2 * b.boot_s_std for b in boots) + self.p.control_interval_s
         self._option_cache: dict = {}
         self._vm_breakeven: dict = {}
-        self.n_models = len(ctx.catalog.models)
+        from controller.policies.common import fixed_models
+        self._warm_models = fixed_models(PolicyContext(ctx.config, ctx.catalog, classes))
+        self._seed_cost_priors(classes)
+        self._arm_slo_ms: dict[int, float] = {}  # variant -> strictest SLO of a class it may serve
+        for c, cls in enumerate(classes):
+            for m in self._selector.arms(c):
+                j = ctx.catalog.model_index[m]
+                self._arm_slo_ms[j] = min(self._arm_slo_ms.get(j, math.inf), cls.slo_ms)
 
     def selector(self):
         return self._selector
+
+    def _seed_cost_priors(self, classes) -> None:
+        """Tell the selector what each variant will cost before it has seen any: the warm-start
+        variant is served by VMs, the others by functions until procurement buys them VMs. An
+        unpriced variant would look free and draw the first requests to cold functions."""
+        from controller.policies.common import cheapest_function_memory
+        cat = self.ctx.catalog
+        for c, (cls, warm) in enumerate(zip(classes, self._warm_models)):
+            prior = np.zeros(self.n_models)
+            p_met = np.full(self.n_models, np.nan)
+            for m in cat.models_meeting(cls.min_accuracy):
+                fn = cheapest_function_memory(self.ctx, m.name, cls.slo_ms)
+                prior[m.index] = fn[1] if fn else 1e-3  # no SLO-feasible function: expensive
+                # On a function the first calls are cold: a coin toss at best, hopeless when
+                # even a warm call is too slow.
+                p_met[m.index] = 0.5 if fn else 0.05
+            vm = [cat.vm_cost_per_request_usd(cat.models[warm].name, t, cls.slo_ms) for t in self.types]
+            vm = [v[0] for v in vm if v]
+            if vm:
+                prior[warm], p_met[warm] = min(vm), 0.99
+            self._selector.set_cost_prior(c, prior)
+            self._selector.set_slo_prior(c, p_met)
 
     def _fixed_choice(self, cls) -> str | None:
         if self.selector_name not in FIXED_SELECTORS:
@@ -101,18 +133,23 @@ class Hybrid:
     def _routing_mix(self, obs, state: HybridState, rng) -> np.ndarray:
         K = len(self.ctx.classes)
         cm = obs.class_model_counts
-        if cm is not None and cm.sum() > 0:
-            mix = state.mix.copy() if state.mix is not None else np.zeros((K, self.n_models))
+        if state.mix is not None:
+            if cm is None or cm.sum() == 0:
+                return state.mix
+            # Smooth the shares over MIX_HALF_LIFE_S: a selector's exploration shows up as a
+            # short burst of traffic to other variants, which must not buy them VMs.
+            keep = 0.5 ** (max(obs.interval_s, 1.0) / MIX_HALF_LIFE_S)
+            mix = state.mix.copy()
             for c in range(K):
                 if cm[c].sum() > 0:
-                    mix[c] = cm[c] / cm[c].sum()
+                    mix[c] = keep * mix[c] + (1.0 - keep) * cm[c] / cm[c].sum()
             return mix
-        if state.mix is not None:
-            return state.mix
+        # Warm start, before any routing is seen: expect each class on its cheapest-to-serve
+        # variant (what the constrained selector settles on once VMs serve it); what the
+        # selector explores meanwhile goes to functions until its share shows up in the counts.
         mix = np.zeros((K, self.n_models))
-        for c in range(K):  # warm start: what the selector would pick now
-            picks = self._selector.select(c, 256, rng)
-            mix[c] = np.bincount(picks, minlength=self.n_models) / len(picks)
+        for c, j in enumerate(self._warm_models):
+            mix[c, j] = 1.0
         return mix
 
     def _model_demand(self, obs, state: HybridState, rng):
@@ -128,9 +165,12 @@ class Hybrid:
         return upper, mean
 
     def _slo_by_model(self, state: HybridState) -> dict[int, float]:
+        """Per model in use, the strictest SLO among the classes that route a real share to it
+        (a class's exploratory trickle must not size a whole VM pool for its tighter SLO; those
+        few requests spill to functions when the pool's wait does not fit them)."""
         out = {}
         for c, cls in enumerate(self.ctx.classes):
-            for j in np.flatnonzero(state.mix[c] > 0):
+            for j in np.flatnonzero(state.mix[c] >= MIN_SHARE):
                 out[int(j)] = min(out.get(int(j), math.inf), cls.slo_ms)
         return out
 
@@ -141,7 +181,7 @@ class Hybrid:
         state.mix = self._routing_mix(obs, state, rng)
         upper, mean = self._model_demand(obs, state, rng)
         slo = self._slo_by_model(state)
-        names = {j: cat.models[j].name for j in slo}
+        names = {j: cat.models[j].name for j in slo}  # variants in real use
         slo_ms = {names[j]: slo[j] for j in slo}
         # A model gets VMs only where they pay for themselves: its mean rate on functions would
         # cost more per hour than the cheapest SLO-feasible VM. Thin demand (a selector's
@@ -166,9 +206,13 @@ class Hybrid:
                                          billing_minimum_s=self.ctx.config.vms.billing_minimum_s,
                                          request_prefix="hybrid")
 
-        # 5-6. Functions and routes per model in use.
+        # 5-6. Functions and routes for every variant a class may be routed to (a selector's
+        # exploration lands there too), pools sized for those in real use.
         functions, routes = [], []
-        for j, m in names.items():
+        for j in sorted(self._arm_slo_ms):
+            m = cat.models[j].name
+            in_use = j in slo
+            slo_ms.setdefault(m, self._arm_slo_ms[j])
             fv = obs.functions.get(m)
             if fv is not None and fv.invocations > 0 and fv.cold_starts == 0:
                 state.tuner = self.tuner.observe(state.tuner, m, fv.memory_mb,
@@ -186,8 +230,12 @@ class Hybrid:
             dur = prof.latency_ms(mem) + fp.invoke_overhead_ms
             # At least one instance stays warm for every model in use (pings cost ~nothing) to
             # absorb the VM queue's short spikes without a cold start.
-            pool = max(1, warm_pool_size(burst, dur, quantile=0.99, max_pool=fp.concurrency_limit // 4))
-            cold_ratio = expected_cold_ratio(max(burst, 0.1), dur, pool)
+            pool = warm_pool_size(burst, dur, quantile=0.99, max_pool=fp.concurrency_limit // 4)
+            pool = max(1, pool) if in_use else pool
+            # A variant out of real use only sees a rare exploratory request, cold whatever its
+            # size: size it for its warm cost rather than buy the largest memory to hide a
+            # cold start it cannot hide.
+            cold_ratio = expected_cold_ratio(max(burst, 0.1), dur, pool) if in_use else 0.0
             choice = self.tuner.recommend(state.tuner, m, fn_slo_ms, cold_ratio)
             if choice.memory_mb != state.memory_mb.get(m) or fv is None or fv.warm_instances != pool:
                 functions.append(SetFunctionConfig(m, choice.memory_mb, pool))

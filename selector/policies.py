@@ -17,7 +17,7 @@ has any. Update rules (s = stats of the class; all sums discounted, see selector
 - Exp3: p_k = (1 - g) * w_k / sum w + g / K; after reward r on arm k: log w_k += g * (r / p_k) / K.
   Log-weights are kept within `exp3_max_log_ratio` of the largest (tracks drift, as Exp3.S).
 - constrained: q_k ~ Beta(a0 + MET_k, b0 + N_k - MET_k) per request (P(SLO met)); among arms with
-  q_k >= slo_target pick the lowest mean cost COST_k / N_k (arms never observed count as free, so
+  q_k >= slo_target pick the lowest mean cost (observed, pulled towards the arm's prior cost; with no prior an unobserved arm counts as free, so
   they are tried; equal costs go to the lower arm position); when no arm qualifies, pick the
   largest q_k. Sampling q is the exploration: an arm
   with few observations sometimes draws above the target.
@@ -35,7 +35,7 @@ import math
 import numpy as np
 
 from selector.params import SelectorParams
-from selector.state import COST, MET, N, REWARD, ClassState
+from selector.state import MET, N, REWARD, ClassState
 
 BETA_NORMAL_MIN = 30.0  # n == 1 path: Beta(a, b) drawn as a normal when min(a, b) >= this
 
@@ -223,21 +223,19 @@ class Constrained:
     name = "constrained"
 
     def choose_one(self, cs, feasible, rng, p: SelectorParams) -> int:
-        n, met, cost = cs.stats[N].tolist(), cs.stats[MET].tolist(), cs.stats[COST].tolist()
-        mean_cost = [ck / nk if nk > 0 else 0.0 for ck, nk in zip(cost, n)]
+        a, b = (x.tolist() for x in cs.slo_beta(p.slo_prior_met, p.slo_prior_missed))
+        mean_cost = cs.mean_cost_usd().tolist()
         # Arms in order of cost (stable: equal costs by position); the first whose sampled
         # P(SLO met) reaches the target wins, so usually a single Beta draw is needed.
         q: dict[int, float] = {}
         for k in sorted(_allowed(feasible, cs.num_arms), key=mean_cost.__getitem__):
-            q[k] = _beta_scalar(p.slo_prior_met + met[k], p.slo_prior_missed + n[k] - met[k], rng)
+            q[k] = _beta_scalar(a[k], b[k], rng)
             if q[k] >= p.slo_target:
                 return k
         return max(q, key=q.__getitem__)  # none qualifies: the likeliest to meet the SLO
 
     def choose(self, cs, feasible, n, rng, p: SelectorParams):
-        met = cs.stats[MET]
-        a = p.slo_prior_met + met
-        b = p.slo_prior_missed + cs.stats[N] - met
+        a, b = cs.slo_beta(p.slo_prior_met, p.slo_prior_missed)
         q = rng.beta(a, b, size=(n, cs.num_arms))  # sampled P(SLO met) per request and arm
         if feasible is not None:
             q[:, ~feasible] = -1.0

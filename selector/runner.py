@@ -93,6 +93,18 @@ class SelectorRunner:
         """Posterior mean accuracy per arm of a class (catalog prior moved by labels)."""
         return self._state.classes[class_idx].accuracy_posterior(self.params.accuracy_prior_count)[0]
 
+    def set_cost_prior(self, class_idx: int, cost_usd_by_model) -> None:
+        """Expected $ per request of each catalog model (indexed by catalog order) for this
+        class before its cost is observed, e.g. what procurement plans to serve it on."""
+        cs = self._state.classes[class_idx]
+        cs.prior_cost_usd = np.asarray(cost_usd_by_model, dtype=float)[cs.arm_models]
+
+    def set_slo_prior(self, class_idx: int, p_met_by_model) -> None:
+        """Expected P(SLO met) of each catalog model for this class before any outcome is seen
+        (constrained selector), e.g. high where VMs will serve it, low where nothing can."""
+        cs = self._state.classes[class_idx]
+        cs.prior_slo_met = np.asarray(p_met_by_model, dtype=float)[cs.arm_models]
+
     def arms(self, class_idx: int) -> list[str]:
         return [self._catalog_names[i] for i in self._state.classes[class_idx].arm_models]
 

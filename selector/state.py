@@ -26,6 +26,8 @@ import numpy as np
 N, REWARD, MET, LAT, LAT2, COST = range(6)
 NUM_STATS = 6
 STATE_VERSION = 1
+COST_PRIOR_COUNT = 5.0
+SLO_PRIOR_COUNT = 10.0
 
 
 @dataclass
@@ -36,11 +38,17 @@ class ClassState:
     stats: np.ndarray = None  # [NUM_STATS, K] discounted sums, see module docstring
     labels: np.ndarray = None  # [2, K] (number labelled, number correct)
     log_w: np.ndarray = None  # [K] Exp3 log-weights
+    prior_cost_usd: np.ndarray = None  # [K] expected $ per request before any is observed
+    prior_slo_met: np.ndarray = None  # [K] expected P(SLO met) before any is observed (NaN: none)
 
     def __post_init__(self):
         k = len(self.arm_models)
         self.arm_models = np.asarray(self.arm_models, dtype=np.int64)
         self.prior_accuracy = np.asarray(self.prior_accuracy, dtype=float)
+        self.prior_cost_usd = (np.zeros(k) if self.prior_cost_usd is None
+                               else np.asarray(self.prior_cost_usd, dtype=float))
+        self.prior_slo_met = (np.full(k, np.nan) if self.prior_slo_met is None
+                              else np.asarray(self.prior_slo_met, dtype=float))
         self.stats = np.zeros((NUM_STATS, k)) if self.stats is None else np.asarray(self.stats, dtype=float)
         self.labels = np.zeros((2, k)) if self.labels is None else np.asarray(self.labels, dtype=float)
         self.log_w = np.zeros(k) if self.log_w is None else np.asarray(self.log_w, dtype=float)
@@ -69,9 +77,21 @@ class ClassState:
         n = self.stats[N]
         return np.divide(self.stats[LAT], n, out=np.full_like(n, np.nan), where=n > 0)
 
+    def slo_beta(self, prior_met: float, prior_missed: float) -> tuple[np.ndarray, np.ndarray]:
+        """Beta parameters of P(SLO met) per arm: the flat prior (params), plus SLO_PRIOR_COUNT
+        pseudo-observations at `prior_slo_met` where one was given, plus what was observed."""
+        known = ~np.isnan(self.prior_slo_met)
+        p0 = np.where(known, self.prior_slo_met, 0.0)
+        met = self.stats[MET]
+        a = prior_met + SLO_PRIOR_COUNT * p0 * known + met
+        b = prior_missed + SLO_PRIOR_COUNT * (1.0 - p0) * known + self.stats[N] - met
+        return a, b
+
     def mean_cost_usd(self) -> np.ndarray:
-        n = self.stats[N]
-        return np.divide(self.stats[COST], n, out=np.zeros_like(n), where=n > 0)
+        """Observed cost per request, pulled towards `prior_cost_usd` by COST_PRIOR_COUNT
+        pseudo-observations (an unobserved arm is not free: it costs what the catalog says)."""
+        n = self.stats[N] + COST_PRIOR_COUNT
+        return (self.stats[COST] + COST_PRIOR_COUNT * self.prior_cost_usd) / n
 
     def summary(self, prior_count: float) -> dict:
         """Human-readable estimates per arm (for logs and the CLI)."""
@@ -89,15 +109,20 @@ class ClassState:
     def to_dict(self) -> dict:
         return {"name": self.name, "arm_models": self.arm_models.tolist(),
                 "prior_accuracy": self.prior_accuracy.tolist(), "stats": self.stats.tolist(),
-                "labels": self.labels.tolist(), "log_w": self.log_w.tolist()}
+                "labels": self.labels.tolist(), "log_w": self.log_w.tolist(),
+                "prior_cost_usd": self.prior_cost_usd.tolist(),
+                "prior_slo_met": [None if np.isnan(x) else x for x in self.prior_slo_met.tolist()]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ClassState":
-        return cls(d["name"], d["arm_models"], d["prior_accuracy"], d["stats"], d["labels"], d["log_w"])
+        slo = d.get("prior_slo_met")
+        return cls(d["name"], d["arm_models"], d["prior_accuracy"], d["stats"], d["labels"], d["log_w"],
+                   d.get("prior_cost_usd"), None if slo is None else [np.nan if x is None else x for x in slo])
 
     def copy(self) -> "ClassState":
         return ClassState(self.name, self.arm_models.copy(), self.prior_accuracy.copy(),
-                          self.stats.copy(), self.labels.copy(), self.log_w.copy())
+                          self.stats.copy(), self.labels.copy(), self.log_w.copy(), self.prior_cost_usd.copy(),
+                          self.prior_slo_met.copy())
 
     def same_arms(self, other: "ClassState") -> bool:
         return self.name == other.name and np.array_equal(self.arm_models, other.arm_models)

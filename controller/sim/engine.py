@@ -92,19 +92,26 @@ class Simulation:
 
     def _refresh_fleet(self, now_s: float) -> None:
         ready: dict[int, dict[str, int]] = {}
+        ready_usd_per_s = np.zeros(self.n_models)
         self._next_ready_s = np.inf
         self._vm_usd_per_s = 0.0
         for rec in self.provider.list(now_s):
-            self._vm_usd_per_s += self.catalog.instance_type(rec.instance_type).price_usd_per_h(rec.spot) / 3600
+            usd_per_s = self.catalog.instance_type(rec.instance_type).price_usd_per_h(rec.spot) / 3600
+            self._vm_usd_per_s += usd_per_s
             if rec.state == "ready":
-                d = ready.setdefault(self.catalog.model_index[rec.model], {})
+                j = self.catalog.model_index[rec.model]
+                d = ready.setdefault(j, {})
                 d[rec.instance_type] = d.get(rec.instance_type, 0) + 1
+                ready_usd_per_s[j] += usd_per_s
             else:
                 self._next_ready_s = min(self._next_ready_s, self.provider.ready_at(rec.vm_id))
         for j, pool in enumerate(self.vm_pools):
             route = self.routes.get(j)
             pool.set_fleet(ready.get(j, {}), route.vm_batch_size if route else 1)
         self._capacity_per_s = sum(p.mu_per_s for p in self.vm_pools)
+        # What a VM-served request costs, for the selector: the pool's $/s over its full rate.
+        self._vm_usd_per_request = np.array([u / p.mu_per_s if p.mu_per_s > 0 else 0.0
+                                             for u, p in zip(ready_usd_per_s, self.vm_pools)])
         self._prewarm_usd_per_s = sum(p.prewarm_cost_per_s() for p in self.fn_pools if p.warm_pool)
         self._fn_deployed = [j for j, p in enumerate(self.fn_pools) if p.deployed]
 
@@ -128,8 +135,8 @@ class Simulation:
             backlog[m] = self.vm_pools[j].backlog
             s = self._obs_stats[j]
             if any(s[:4]):
-                lats = self._obs_lat[j]
-                p95 = float(np.percentile(np.concatenate(lats), 95)) if lats else 0.0
+                lats = np.concatenate(self._obs_lat[j]) if self._obs_lat[j] else _EMPTY
+                p95 = float(np.percentile(lats, 95)) if lats.size else 0.0
                 stats[m] = ModelStats(s[0], s[1], s[2], s[3], p95)
         cm = self._obs_class_model.reshape(len(self.classes), self.n_models).copy()
         self._reset_interval()
@@ -219,7 +226,7 @@ class Simulation:
                     max_wait = route.max_vm_wait_ms / 1000.0
                 admitted, lat_vm = self.vm_pools[j].serve(uj, max_wait)
                 ia = idx[admitted]
-                lat[ia], backend[ia] = lat_vm, 0
+                lat[ia], backend[ia], cost[ia] = lat_vm, 0, self._vm_usd_per_request[j]
                 fpool = self.fn_pools[j]
                 if spill and fpool.deployed and not admitted.all():
                     rest = idx[~admitted]
@@ -275,10 +282,11 @@ class Simulation:
             else:
                 self._obs_class_model[model_of[0]] += n
             correct = (self.rng_correct.random(n) < acc).astype(np.float64)
+            lat_seen = np.minimum(lat, timeout_s * 1000.0)  # a dropped request waited the timeout
             for c in range(K):
                 m = cls == c if K > 1 else slice(None)
                 if K == 1 or class_row[c]:
-                    selector.observe(c, model_of[m], lat[m], met[m], correct[m], cost[m])
+                    selector.observe(c, model_of[m], lat_seen[m], met[m], correct[m], cost[m])
             self._obs_model_rows.append(model_row)
             self._obs_class_rows.append(class_row)
             for c in range(K):

@@ -177,3 +177,32 @@ def test_labels_one_at_a_time_drop_an_arm(catalog):
     assert sel.select(0, 1, np.random.default_rng(0)).tolist() == [catalog.model_index["resnet200"]]
     mean = sel.estimated_accuracy(0)
     assert mean[sel.arms(0).index("resnet50")] == pytest.approx((0.774 * 50 + 200) / 450)
+
+
+def test_catalog_priors_steer_the_constrained_selector_before_any_outcome():
+    """Priors on cost and P(SLO met) make an unobserved variant neither free nor a coin toss:
+    with the VM-served variant priced low and likely on time, the first requests go there."""
+    import numpy as np
+
+    from controller.catalog import load_catalog
+    from controller.core import QueryClass
+    from selector import make_selector
+
+    cat = load_catalog("configs/catalog")
+    sel = make_selector("constrained", [QueryClass("a", 300, 0.70, 1.0)], cat)
+    arms = [cat.model_index[m] for m in sel.arms(0)]
+    warm = cat.model_index["resnet18"]
+    cost = np.full(len(cat.models), 1e-5)
+    cost[warm] = 1e-8
+    p_met = np.full(len(cat.models), 0.05)
+    p_met[warm] = 0.99
+    sel.set_cost_prior(0, cost)
+    sel.set_slo_prior(0, p_met)
+    picks = sel.select(0, 1000, np.random.default_rng(0))
+    assert (picks == warm).mean() > 0.95
+    assert set(picks.tolist()) <= set(arms)
+    # The priors travel with the state.
+    from selector import SelectorState
+    back = SelectorState.from_json(sel.state.to_json())
+    assert np.allclose(back.classes[0].prior_slo_met, sel.state.classes[0].prior_slo_met)
+    assert np.allclose(back.classes[0].prior_cost_usd, sel.state.classes[0].prior_cost_usd)
