@@ -295,6 +295,12 @@ class LocalFunctionProvider:
                         "cgroup": self.cgroup_mode}
                     for m, f in self._functions.items()}
 
+    def reset_peaks(self) -> None:
+        """Start a new interval for `peak_concurrency` (the control loop reads it once per tick)."""
+        with self._lock:
+            for f in self._functions.values():
+                f.peak_concurrency = sum(1 for i in f.instances if i.busy)
+
     def close(self) -> None:
         """Stop every instance (the daemon's shutdown)."""
         with self._lock:
@@ -387,30 +393,33 @@ class LocalVmProvider:
             return
         vm.record = _replace(vm.record, state="ready", ready_s=now_s)
 
-    def terminate(self, vm_id: str, now_s: float) -> None:
+    def terminate(self, vm_id: str, now_s: float, grace_s: float = 60.0) -> None:
+        """Stop the VM's Ray node and wait for it (blocks up to `grace_s`, then SIGKILL).
+
+        `ray start --block` stops its own node on SIGTERM: about 1.5 s on this machine when the
+        caller drained it first (its Serve replicas gone), up to ~30 s with work still on it."""
         vm = self._vms.get(vm_id)
         if vm is None or vm.record.state == "terminated":
             return
+        vm.record = _replace(vm.record, state="terminating")
         if vm.proc is not None:
-            # `ray start --block` stops its own node on SIGTERM (Serve has moved replicas away
-            # by then when the caller drained it first).
             vm.proc.terminate()
             try:
-                vm.proc.wait(timeout=60)
+                vm.proc.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
                 vm.proc.kill()
                 vm.proc.wait()
         vm.record = _replace(vm.record, state="terminated")
 
     def list(self, now_s: float) -> list[VmRecord]:
-        for vm in self._vms.values():
+        for vm in list(self._vms.values()):  # a copy: the control loop's worker may launch meanwhile
             if vm.record.state == "booting" and now_s >= vm.boot_at_s:
                 self._start(vm, now_s)
             elif vm.record.state == "ready" and vm.proc is not None and vm.proc.poll() is not None:
                 self._errors.append(ProviderError("died", f"{vm.record.vm_id}: ray node exited "
                                                           f"with {vm.proc.returncode}", vm.record.request_id))
                 vm.record = _replace(vm.record, state="terminated")
-        return [vm.record for vm in self._vms.values() if vm.record.state != "terminated"]
+        return [vm.record for vm in list(self._vms.values()) if vm.record.state != "terminated"]
 
     def poll_errors(self) -> list[ProviderError]:
         out, self._errors = self._errors, []

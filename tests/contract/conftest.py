@@ -210,7 +210,7 @@ def _fake_fn(request) -> FunctionHarness:
 
 
 def aws_function_provider(moto_server, role_arn: str, deployment_id: str, **kwargs):
-    from procurement.providers.aws import AwsFunctionProvider
+    from procurement.providers.aws_lambda import AwsFunctionProvider
     from procurement.providers.aws_config import RetrySettings
     kwargs.setdefault("retry", RetrySettings(max_attempts=3, base_delay_s=0.01, max_delay_s=0.02))
     return AwsFunctionProvider(deployment_id, "us-east-1",

@@ -10,8 +10,9 @@ import boto3
 import pytest
 
 from controller.config import REPO_ROOT, load_config
-from procurement.providers.aws import (EC2_STATE, TAG_DEPLOYMENT, TAG_MODEL, TAG_REQUEST, AwsFunctionProvider,
-                                       AwsVmProvider, providers_from_config)
+from procurement.providers.aws_lambda import AwsFunctionProvider, providers_from_config
+from procurement.providers.aws import (EC2_STATE, TAG_DEPLOYMENT, TAG_MODEL, TAG_REQUEST,
+                                       AwsVmProvider)
 from procurement.providers.aws_config import RetrySettings
 from procurement.providers.guards import Guard
 

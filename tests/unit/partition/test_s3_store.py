@@ -33,7 +33,7 @@ def moto_s3():
 
 @pytest.fixture
 def s3_store(moto_s3, request):
-    from procurement.providers.aws import S3ObjectStore
+    from procurement.providers.aws_s3 import S3ObjectStore
     return S3ObjectStore(f"hs-tensors-{request.node.name.lower().replace('_', '-')[:40]}", endpoint_url=moto_s3,
                          key_prefix="t/", create_bucket=True)
 
