@@ -12,7 +12,7 @@ Each policy also owns a *selector*: the router's hot-path choice of model varian
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np

@@ -35,7 +35,7 @@ import math
 import numpy as np
 
 from selector.params import SelectorParams
-from selector.state import MET, N, REWARD, ClassState
+from selector.state import N, REWARD, ClassState
 
 BETA_NORMAL_MIN = 30.0  # n == 1 path: Beta(a, b) drawn as a normal when min(a, b) >= this
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import numpy as np
 
 from controller.core import PolicyContext, PolicyError, make_policy
 from controller.sim.engine import Simulation, query_classes
