@@ -47,6 +47,7 @@ class HybridState:
     memory_mb: dict = field(default_factory=dict)  # model -> memory currently deployed
     mix: np.ndarray | None = None  # [classes, models] routing shares last seen
     last_plan_key: tuple | None = None
+    tuner_memo: dict = field(default_factory=dict)
     last_mix: object = None
 
 
@@ -226,7 +227,7 @@ class Hybrid:
                 continue
             fn_slo_ms = slo_ms[m] - fp.invoke_overhead_ms
             if mem is None:  # first sight of the model: the tuner's choice with no cold starts
-                mem = self.tuner.recommend(state.tuner, m, fn_slo_ms, 0.0).memory_mb
+                mem = self._recommend(state, m, fn_slo_ms, 0.0).memory_mb
             dur = prof.latency_ms(mem) + fp.invoke_overhead_ms
             # At least one instance stays warm for every model in use (pings cost ~nothing) to
             # absorb the VM queue's short spikes without a cold start.
@@ -236,7 +237,7 @@ class Hybrid:
             # size: size it for its warm cost rather than buy the largest memory to hide a
             # cold start it cannot hide.
             cold_ratio = expected_cold_ratio(max(burst, 0.1), dur, pool) if in_use else 0.0
-            choice = self.tuner.recommend(state.tuner, m, fn_slo_ms, cold_ratio)
+            choice = self._recommend(state, m, fn_slo_ms, cold_ratio)
             if choice.memory_mb != state.memory_mb.get(m) or fv is None or fv.warm_instances != pool:
                 functions.append(SetFunctionConfig(m, choice.memory_mb, pool))
                 state.memory_mb[m] = choice.memory_mb
@@ -247,6 +248,17 @@ class Hybrid:
         if rec.next_check_s is not None:
             nxt = min(nxt, max(obs.now_s + 1.0, rec.next_check_s))
         return Plan(rec.launches, rec.terminations, tuple(functions), tuple(routes), nxt), state
+
+    def _recommend(self, state: HybridState, model: str, slo_ms: float, cold_ratio: float):
+        """The tuner's recommendation, memoised: it changes only with a new measurement of the
+        model, its SLO or the expected cold ratio (kept to 3 decimals)."""
+        key = (model, slo_ms, round(cold_ratio, 3), state.tuner.num_measurements.get(model, 0))
+        hit = state.tuner_memo.get(key)
+        if hit is None:
+            if len(state.tuner_memo) > 4096:
+                state.tuner_memo.clear()
+            hit = state.tuner_memo[key] = self.tuner.recommend(state.tuner, model, slo_ms, cold_ratio)
+        return hit
 
     def _vm_pays(self, model: str, slo_ms: float, mean_per_s: float) -> bool:
         key = (model, slo_ms)

@@ -20,6 +20,10 @@ from controller.config import FunctionPlatformConfig
 from controller.ledger import function_charge_usd
 
 
+_NONE = np.empty(0)
+_NONE_OK = np.zeros(0, bool)
+
+
 class FunctionPool:
     def __init__(self, model: str, catalog, fp: FunctionPlatformConfig):
         self.model = model
@@ -70,8 +74,10 @@ class FunctionPool:
         d_s = self.duration_ms / 1000.0
         carry = self._carry_end_s
         if n == 0:
-            self._advance(second, int(np.count_nonzero(carry > 0.0)), carry)
-            return np.zeros(0, bool), np.empty(0), np.zeros(0, bool), np.empty(0)
+            # An idle second changes nothing while nothing runs and only the warm pool lives.
+            if carry.size or self.alive > self.warm_pool:
+                self._advance(second, int(np.count_nonzero(carry > 0.0)), carry)
+            return _NONE_OK, _NONE, _NONE_OK, _NONE
         # In flight at arrival i: earlier arrivals of this second still running, plus carry-over.
         earlier = np.arange(n) - np.searchsorted(offsets_s, offsets_s - d_s, side="right")
         if carry.size:
