@@ -68,6 +68,18 @@ class VmPlatformConfig(_Strict):
     max_spend_usd_per_h: float = Field(default=100.0, gt=0, description="guard on VM plus function spend rate")
 
 
+class FaultConfig(_Strict):
+    """Faults the simulator injects (all off by default), drawn from their own seeded stream."""
+
+    vm_boot_failure_prob: float = Field(default=0.0, ge=0, le=1, description="a launched VM never boots")
+    vm_death_rate_per_h: float = Field(default=0.0, ge=0, description="hazard of a ready VM dying")
+    slow_boot_factor: float = Field(default=1.0, ge=1, description="boot times multiplied by this")
+    api_error_prob: float = Field(default=0.0, ge=0, le=1, description="a launch call fails")
+    function_error_prob: float = Field(default=0.0, ge=0, le=1, description="an invocation fails")
+    policy_error_prob: float = Field(default=0.0, ge=0, le=1,
+                                     description="a control tick raises (the loop must survive)")
+
+
 class SimulatorConfig(_Strict):
     """How a trace is replayed."""
 
@@ -78,6 +90,7 @@ class SimulatorConfig(_Strict):
     start_s: int = Field(default=0, ge=0)
     duration_s: int | None = Field(default=None, gt=0)
     client_timeout_s: float = Field(default=30, gt=0, description="a request queued longer is dropped")
+    faults: FaultConfig = FaultConfig()
 
 
 class PolicyParams(_Strict):

@@ -26,7 +26,8 @@ from controller.ledger import vm_charge_usd
 from controller.sim.function_pool import FunctionPool
 from controller.sim.results import RunResult, hist_index
 from controller.sim.vm_pool import VmPool
-from procurement.providers.fake import FakeVmProvider
+from procurement.providers.fake import FakeVmProvider, FaultHooks
+from procurement.providers.guards import Guard
 
 WARMUP_S = 60
 _EMPTY = np.empty(0)
@@ -49,8 +50,11 @@ class Simulation:
         self.n_models = len(self.models)
         ss = np.random.SeedSequence(self.seed)
         (self.rng_arrivals, self.rng_policy, self.rng_select,
-         self.rng_boot, self.rng_correct) = [np.random.default_rng(s) for s in ss.spawn(5)]
-        self.provider = FakeVmProvider.from_catalog(catalog, self.rng_boot)
+         self.rng_boot, self.rng_correct, self.rng_faults) = [np.random.default_rng(s) for s in ss.spawn(6)]
+        self.faults = config.simulator.faults
+        self.provider = FakeVmProvider.from_catalog(
+            catalog, self.rng_boot, FaultHooks(boot_delay_scale=self.faults.slow_boot_factor))
+        self.guard = Guard.from_config(config.vms)
         self.fp = config.functions
         self.vm_pools = [VmPool(m, catalog) for m in self.models]
         self.fn_pools = [FunctionPool(m, catalog, self.fp) for m in self.models]
@@ -63,16 +67,24 @@ class Simulation:
         self.result = RunResult(policy=policy_name, class_requests=[0] * len(self.classes))
 
     # --- the plan's effects ----------------------------------------------------------------------
+    def _price(self, instance_type: str, spot: bool) -> float:
+        return self.catalog.instance_type(instance_type).price_usd_per_h(spot)
+
     def _apply(self, plan: Plan, now_s: int) -> None:
-        vm = self.config.vms
-        alive = len(self.provider.list(now_s))
-        for launch in plan.launches:
-            if alive >= vm.max_instances:
-                break  # the shell's guard, whatever the policy says
-            vm_id = self.provider.launch(launch.request_id, launch.instance_type, launch.model, now_s,
-                                         spot=launch.spot, ready_now=(now_s == 0))
-            if vm_id:
-                alive += 1
+        # The shell's guard, whatever the policy says: max instances and max spend rate.
+        fn_usd_per_h = self._fn_usd_last_interval / max(self._interval_s, 1.0) * 3600.0
+        allowed, refused = self.guard.filter_launches(plan.launches, self.provider.list(now_s), self._price,
+                                                      function_spend_usd_per_h=fn_usd_per_h)
+        self.result.faults["guard_refusals"] += len(refused)
+        f = self.faults
+        for launch in allowed:
+            if f.api_error_prob and self.rng_faults.random() < f.api_error_prob:
+                self.provider.faults.api_errors += 1
+            if f.vm_boot_failure_prob and self.rng_faults.random() < f.vm_boot_failure_prob:
+                self.provider.faults.never_boot.add(launch.request_id)
+                self.result.faults["boot_failures"] += 1
+            self.provider.launch(launch.request_id, launch.instance_type, launch.model, now_s,
+                                 spot=launch.spot, ready_now=(now_s == 0))
         for term in plan.terminations:
             self._terminate(term.vm_id, now_s)
         for fc in plan.functions:
@@ -81,6 +93,40 @@ class Simulation:
         for route in plan.routes:
             self.routes[self.catalog.model_index[route.model]] = route
         self._refresh_fleet(now_s)
+
+    def _function_errors(self, ok, lat_fn, c_usd):
+        """Injected invocation failures: each failed call is retried once on the function
+        (another billed, warm invocation); a second failure is an explicit error (dropped)."""
+        p = self.faults.function_error_prob
+        failed = self.rng_faults.random(len(lat_fn)) < p
+        if not failed.any():
+            return ok, lat_fn, c_usd
+        again = failed & (self.rng_faults.random(len(lat_fn)) < p)
+        self.result.faults["function_errors"] += int(failed.sum() + again.sum())
+        self.result.faults["function_retries"] += int(failed.sum())
+        lat_fn = lat_fn + np.where(failed, lat_fn, 0.0)
+        c_usd = c_usd + np.where(failed, c_usd, 0.0)
+        self.result.function_usd += float(c_usd[again].sum())  # both failed calls were billed
+        keep = ~again
+        ok = ok.copy()
+        ok[np.flatnonzero(ok)[again]] = False
+        return ok, lat_fn[keep], c_usd[keep]
+
+    def _kill_vms(self, now_s: int) -> None:
+        """Injected VM deaths (hazard per ready VM); the fluid backlog stays queued for the
+        VMs left or spills, so the requests it holds still get exactly one answer."""
+        p = self.faults.vm_death_rate_per_h / 3600.0
+        ready = [r for r in self.provider.list(now_s) if r.state == "ready"]
+        if not ready:
+            return
+        dead = self.rng_faults.random(len(ready)) < p
+        for rec in (r for r, d in zip(ready, dead) if d):
+            price = self._price(rec.instance_type, rec.spot)
+            self.provider.kill(rec.vm_id, now_s)
+            self.result.vm_usd += vm_charge_usd(price, now_s - rec.launched_s, self.config.vms.billing_minimum_s)
+            self.result.faults["vm_deaths"] += 1
+        if dead.any():
+            self._refresh_fleet(now_s)
 
     def _terminate(self, vm_id: str, now_s: float) -> None:
         rec = next((r for r in self.provider.list(now_s) if r.vm_id == vm_id), None)
@@ -139,9 +185,11 @@ class Simulation:
                 p95 = float(np.percentile(lats, 95)) if lats.size else 0.0
                 stats[m] = ModelStats(s[0], s[1], s[2], s[3], p95)
         cm = self._obs_class_model.reshape(len(self.classes), self.n_models).copy()
+        errors = tuple(f"{e.kind}: {e.message}" for e in self.provider.poll_errors())
+        self.result.faults["provider_errors"] += len(errors)
         self._reset_interval()
         return Observation(float(now_s), float(interval_s), self.models, model_rows, class_rows, vms,
-                           functions, backlog, stats, class_model_counts=cm)
+                           functions, backlog, stats, errors=errors, class_model_counts=cm)
 
     def _reset_interval(self) -> None:
         self._obs_model_rows: list = []
@@ -167,6 +215,7 @@ class Simulation:
         state = self.policy.initial_state(self.ctx, self.rng_policy)
         selector = self.policy.selector()
         next_tick, last_tick = 0.0, 0.0
+        self._fn_usd_last_interval, self._interval_s = 0.0, 1.0
         self._refresh_fleet(0)
         K = len(self.classes)
         even = self.config.simulator.arrivals == "even"
@@ -176,12 +225,23 @@ class Simulation:
         fn_usd_before = res.function_usd
         for s in range(T):
             if s >= next_tick:
+                self._interval_s = s - last_tick
                 obs = self._observe(s, s - last_tick if s else 0.0)
+                self._fn_usd_last_interval = 0.0
                 tt = time.perf_counter()
-                plan, state = self.policy.decide(obs, state, self.rng_policy)
+                try:  # the control loop never dies: a failing tick is counted, the last plan stays
+                    if self.faults.policy_error_prob and self.rng_faults.random() < self.faults.policy_error_prob:
+                        raise RuntimeError("injected policy fault")
+                    plan, state = self.policy.decide(obs, state, self.rng_policy)
+                except Exception as e:  # noqa: BLE001 - any policy bug must not stop the run
+                    res.faults["tick_errors"] += 1
+                    res.last_tick_error = f"{type(e).__name__}: {e}"
+                    plan = Plan(next_tick_s=s + self.config.policy.control_interval_s)
                 res.tick_ms.append((time.perf_counter() - tt) * 1000.0)
                 self._apply(plan, s)
                 last_tick, next_tick = s, max(s + 1, plan.next_tick_s)
+            if self.faults.vm_death_rate_per_h:
+                self._kill_vms(s)
             if s >= self._next_ready_s:
                 self._refresh_fleet(s)
             b = s // series_bucket_s
@@ -232,6 +292,9 @@ class Simulation:
                     rest = idx[~admitted]
                     other = fn_inflight - fpool.alive
                     ok, lat_fn, cold, c_usd = fpool.serve(s, u[rest], max(0, limit - other))
+                    if self.faults.function_error_prob:
+                        ok, lat_fn, c_usd = self._function_errors(ok, lat_fn, c_usd)
+                    self._fn_usd_last_interval += float(c_usd.sum())
                     io = rest[ok]
                     lat[io], backend[io], cost[io] = lat_fn, 1, c_usd
                     res.cold_starts += int(cold.sum())

@@ -39,6 +39,10 @@ class RunResult:
     simulated_s: int = 0
     tick_ms: list = field(default_factory=list)
     class_requests: list = field(default_factory=list)
+    faults: dict = field(default_factory=lambda: dict.fromkeys(
+        ("tick_errors", "provider_errors", "guard_refusals", "boot_failures", "vm_deaths",
+         "function_errors", "function_retries"), 0))
+    last_tick_error: str = ""
 
     @property
     def total_usd(self) -> float:
