@@ -1,8 +1,8 @@
 """`hybrid`: the procurement brain with the selector — hybridserve's own policy.
 
 Each tick (pure: `now_s`, state and an RNG in, a Plan out):
-1. Learn the load: per query class, a predictor (default `ewma`, calibrated to an upper
-   quantile by its own recent errors; see docs/forecast.md) takes the per-second
+1. Learn the load: per query class, a predictor (default `qreg`: a smoothed level times a
+   learnt burst multiplier at an upper quantile; see docs/forecast.md) takes the per-second
    arrivals since the last tick.
 2. Split it by model: each class's forecast is divided among models in the proportions the
    selector routed that class's requests last interval (at start, a sample of its choices).
@@ -64,7 +64,7 @@ class Hybrid:
         self.n_models = len(ctx.catalog.models)
         extra = dict(self.p.model_extra or {})
         self.selector_name = selector or extra.get("selector", "constrained")
-        self.predictor_name = predictor or extra.get("predictor", "ewma")
+        self.predictor_name = predictor or extra.get("predictor", "qreg")
         # The selector chooses among every variant meeting the floor (an app's fixed `model` is
         # for the baselines only), or, for comparison, always the most accurate or the fastest.
         classes = tuple(QueryClass(c.name, c.slo_ms, c.min_accuracy, c.share, self._fixed_choice(c))

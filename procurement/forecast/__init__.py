@@ -4,7 +4,8 @@
     p.observe(now_s, counts_per_s)          # every tick: the per-second counts that ended at now_s
     f = p.forecast(now_s, horizon_s=120.0)  # Forecast(mean_per_s, upper_per_s, peak_per_s)
 
-Baselines "last-value", "moving-max", "ewma", "holt-winters"; ours "gbm-quantile".
+Baselines "last-value", "moving-max", "ewma", "holt-winters"; ours "qreg" (the best; a level
+times a learnt burst multiplier) and "gbm-quantile".
 See docs/forecast.md.
 """
 from __future__ import annotations
@@ -17,9 +18,10 @@ from procurement.forecast.base import Forecast, ForecastConfigError, Predictor
 from procurement.forecast.baselines import Ewma, LastValue, MovingMax
 from procurement.forecast.gbm import GbmQuantile
 from procurement.forecast.holt_winters import HoltWinters
+from procurement.forecast.qreg import Qreg
 
 PREDICTORS: dict[str, type] = {
-    cls.name: cls for cls in (LastValue, MovingMax, Ewma, HoltWinters, GbmQuantile)
+    cls.name: cls for cls in (LastValue, MovingMax, Ewma, HoltWinters, GbmQuantile, Qreg)
 }
 
 

@@ -8,7 +8,7 @@ from procurement.forecast import PREDICTORS, Forecast, ForecastConfigError, Pred
 
 
 def test_registry_names():
-    assert set(PREDICTORS) == {"last-value", "moving-max", "ewma", "holt-winters", "gbm-quantile"}
+    assert set(PREDICTORS) == {"last-value", "moving-max", "ewma", "holt-winters", "gbm-quantile", "qreg"}
     for name in PREDICTORS:
         assert isinstance(make_predictor(name), Predictor)
 
@@ -21,6 +21,8 @@ def test_registry_names():
     ("holt-winters", {"season_s": 95}, "whole number"),
     ("gbm-quantile", {"min_fit_s": 10**9}, "exceeds history_s"),
     ("last-value", [1, 2], "must be a dict"),
+    ("qreg", {"feature_halflives_s": [30, 0]}, "feature_halflives_s"),
+    ("qreg", {"fit_iters": 0}, "fit_iters"),
 ])
 def test_bad_parameters_rejected_with_clear_errors(name, params, match):
     with pytest.raises(ForecastConfigError, match=match):
