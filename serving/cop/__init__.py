@@ -1,0 +1,13 @@
+"""COP (INFless's combined operator profiling): predict a model's latency at a batch size and
+CPU share from per-operator profiles measured on this machine.
+
+    from serving.cop import predict_latency_ms, function_latency_rows
+    predict_latency_ms("resnet50", 4, 1.0)                     # ms
+    function_latency_rows("vgg16", [1024, 2048], [1, 4])       # catalog rows, "predicted (COP)"
+
+graph.py: operator graphs (and their chain / branch arithmetic); profile.py: measuring
+(mxnet, a CPU quota per share); predictor.py: the prediction from the stored profile.
+"""
+from serving.cop.predictor import SOURCE, function_latency_rows, predict_latency_ms
+
+__all__ = ["predict_latency_ms", "function_latency_rows", "SOURCE"]
