@@ -36,12 +36,19 @@ class TerminateVm:
 
 @dataclass(frozen=True)
 class SetFunctionConfig:
-    """Memory (CPU follows) and the number of instances kept warm for one model's function."""
+    """Memory (CPU follows), warm instances and batching of one model's function.
+
+    Several records for one model in a plan form an INFless non-uniform set: each takes the
+    band [rate_lo_per_s, rate_hi_per_s) of the model's spill rate, filled from the bottom.
+    """
 
     model: str
     memory_mb: int
     warm_pool: int = 0
     batch_size: int = 1
+    wait_ms: float = 0.0
+    rate_lo_per_s: float = 0.0
+    rate_hi_per_s: float = float("inf")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ Each tick (pure: `now_s`, state and an RNG in, a Plan out):
    only after `scale_down_delay_s` and past the billing minimum.
 5. Tune functions: the online tuner picks each model's memory (cheapest whose p95, cold starts
    at the expected ratio included, fits the SLO) from measured durations, and the warm pool is
-   sized to the forecast burst beyond VM capacity (Little's law, Poisson quantile).
+   sized to the forecast burst beyond VM capacity (Little's law, Poisson quantile). With
+   `function_batching` (INFless), the exact solver instead sets memory, batch size and wait,
+   uniform or in bands of the spill rate (procurement/function_plan.py).
 6. Route: a request goes to a VM while its expected wait plus service fits the SLO, else spills
    to the function.
 """
@@ -26,6 +28,7 @@ import numpy as np
 
 from controller.core import Plan, PolicyContext, QueryClass, Route, SetFunctionConfig
 from procurement.forecast import make_predictor
+from procurement.function_plan import check_mode, function_configs
 from procurement.function_tuner import (FunctionTuner, TunerSettings, TunerState, burst_beyond_vm_per_s,
                                         expected_cold_ratio, warm_pool_size)
 from procurement.planner_reconcile import ReconcileState, reconcile
@@ -37,6 +40,8 @@ from procurement.vm_planner import incumbent_counts, plan_vm_mix
 FIXED_SELECTORS = ("most-accurate", "fastest")
 MIX_HALF_LIFE_S = 120.0
 MIN_SHARE = 0.05  # routing share below which a class does not shape a model's pool
+RESOLVE_FN_S = 300.0  # how often the batched function configurations are re-solved
+SPILL_HISTORY_S = 600
 
 
 @dataclass
@@ -48,6 +53,8 @@ class HybridState:
     mix: np.ndarray | None = None  # [classes, models] routing shares last seen
     last_plan_key: tuple | None = None
     tuner_memo: dict = field(default_factory=dict)
+    spill_hist: dict = field(default_factory=dict)  # model -> recent per-second spill estimates
+    fn_configs: dict = field(default_factory=dict)  # model -> (solved at s, SetFunctionConfig records)
     last_mix: object = None
 
 
@@ -56,7 +63,7 @@ class Hybrid:
     clairvoyant = False
 
     def __init__(self, ctx: PolicyContext, selector: str | None = None, predictor: str | None = None,
-                 **params):
+                 function_batching: str | None = None, **params):
         from selector import make_selector
 
         self.ctx = ctx
@@ -65,6 +72,7 @@ class Hybrid:
         extra = dict(self.p.model_extra or {})
         self.selector_name = selector or extra.get("selector", "constrained")
         self.predictor_name = predictor or extra.get("predictor", "qreg")
+        self.fn_mode = check_mode(function_batching or extra.get("function_batching", "none"))
         # The selector chooses among every variant meeting the floor (an app's fixed `model` is
         # for the baselines only), or, for comparison, always the most accurate or the fastest.
         classes = tuple(QueryClass(c.name, c.slo_ms, c.min_accuracy, c.share, self._fixed_choice(c))
@@ -238,9 +246,11 @@ class Hybrid:
             # cold start it cannot hide.
             cold_ratio = expected_cold_ratio(max(burst, 0.1), dur, pool) if in_use else 0.0
             choice = self._recommend(state, m, fn_slo_ms, cold_ratio)
-            if choice.memory_mb != state.memory_mb.get(m) or fv is None or fv.warm_instances != pool:
+            if self.fn_mode != "none":
+                functions += self._batched_functions(obs, state, j, m, usable, slo_ms[m], choice.memory_mb, pool)
+            elif choice.memory_mb != state.memory_mb.get(m) or fv is None or fv.warm_instances != pool:
                 functions.append(SetFunctionConfig(m, choice.memory_mb, pool))
-                state.memory_mb[m] = choice.memory_mb
+            state.memory_mb[m] = choice.memory_mb
             service = self._vm_service_ms(mix, m)
             budget = vm_wait_budget_ms(slo_ms[m], service) if service is not None else 0.0
             routes.append(Route(m, self._vm_batch(mix, m), max(0.0, budget), spill=True))
@@ -248,6 +258,22 @@ class Hybrid:
         if rec.next_check_s is not None:
             nxt = min(nxt, max(obs.now_s + 1.0, rec.next_check_s))
         return Plan(rec.launches, rec.terminations, tuple(functions), tuple(routes), nxt), state
+
+    def _batched_functions(self, obs, state: HybridState, j: int, model: str, usable_per_s: float,
+                           slo_ms: float, memory_mb: int, pool: int) -> tuple:
+        """INFless batching on the function tier: every RESOLVE_FN_S, the exact configuration
+        solver over the last 10 minutes of per-second spill (arrivals beyond the VMs' usable
+        capacity); re-sent only when the answer or the warm pool changes."""
+        rows = obs.arrivals_per_s[:, j] if obs.arrivals_per_s.shape[0] else np.zeros(0)
+        spill = np.maximum(0.0, rows - usable_per_s)
+        hist = np.concatenate([state.spill_hist.get(model, np.zeros(0)), spill])[-SPILL_HISTORY_S:]
+        state.spill_hist[model] = hist
+        solved_at, configs = state.fn_configs.get(model, (-math.inf, ()))
+        if obs.now_s - solved_at < RESOLVE_FN_S and configs and configs[0].warm_pool == pool:
+            return ()
+        new = function_configs(self.ctx, model, hist, slo_ms, self.fn_mode, memory_mb, pool)
+        state.fn_configs[model] = (obs.now_s if obs.now_s - solved_at >= RESOLVE_FN_S else solved_at, new)
+        return () if new == configs else new
 
     def _recommend(self, state: HybridState, model: str, slo_ms: float, cold_ratio: float):
         """The tuner's recommendation, memoised: it changes only with a new measurement of the

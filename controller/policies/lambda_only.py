@@ -1,16 +1,29 @@
-"""`lambda-only`: every request to a function at a fixed memory; no VMs."""
+"""`lambda-only`: every request to a function; no VMs.
+
+By default one request per invocation at a fixed memory (`policy.baseline_function_memory_mb`).
+With `function_batching="uniform"` or `"nonuniform"` (INFless), every 5 minutes the exact
+configuration solver picks memory, batch size and wait (one configuration, or up to three for
+bands of the rate) from the last 10 minutes' per-second arrivals."""
 from __future__ import annotations
 
-from controller.core import Plan, PolicyContext, Route, SetFunctionConfig
-from controller.policies.common import FixedSelector, fixed_models
+import numpy as np
+
+from controller.core import Plan, PolicyContext, Route
+from controller.policies.common import FixedSelector, demand_by_model, fixed_models, strictest_slo_ms
+from procurement.function_plan import check_mode, function_configs
+
+RESOLVE_S = 300.0
+HISTORY_S = 600
 
 
 class LambdaOnly:
     name = "lambda-only"
     clairvoyant = False
 
-    def __init__(self, ctx: PolicyContext):
+    def __init__(self, ctx: PolicyContext, function_batching: str | None = None):
         self.ctx = ctx
+        extra = dict(ctx.config.policy.model_extra or {})
+        self.mode = check_mode(function_batching or extra.get("function_batching", "none"))
         self.class_models = fixed_models(ctx)
         self.models = sorted(set(self.class_models))
         self._selector = FixedSelector(self.class_models)
@@ -19,11 +32,20 @@ class LambdaOnly:
         return self._selector
 
     def initial_state(self, ctx, rng):
-        return None
+        return np.zeros((0, len(ctx.catalog.models)))  # recent per-second arrivals per model
 
     def decide(self, obs, state, rng):
         mem = self.ctx.config.policy.baseline_function_memory_mb
+        n_models = len(self.ctx.catalog.models)
+        rows = demand_by_model(obs.class_arrivals_per_s, self.class_models, n_models)
+        state = np.vstack([state, rows])[-HISTORY_S:]
+        fns = []
+        for j in self.models:
+            name = self.ctx.catalog.models[j].name
+            fns += function_configs(self.ctx, name, state[:, j], strictest_slo_ms(self.ctx, self.class_models, j),
+                                    self.mode, mem)
         names = [self.ctx.catalog.models[j].name for j in self.models]
-        return Plan(functions=tuple(SetFunctionConfig(m, mem) for m in names),
+        nxt = float("inf") if self.mode == "none" else obs.now_s + RESOLVE_S
+        return Plan(functions=tuple(fns),
                     routes=tuple(Route(m, 1, max_vm_wait_ms=0.0, spill=True) for m in names),
-                    next_tick_s=float("inf")), state
+                    next_tick_s=nxt), state

@@ -23,7 +23,7 @@ import numpy as np
 from controller.core import (FunctionView, ModelStats, Observation, Plan, PolicyContext, QueryClass,
                              VmView, make_policy)
 from controller.ledger import vm_charge_usd
-from controller.sim.function_pool import FunctionPool
+from controller.sim.function_tier import FunctionTier
 from controller.sim.results import RunResult, hist_index
 from controller.sim.vm_pool import VmPool
 from procurement.providers.fake import FakeVmProvider, FaultHooks
@@ -49,15 +49,15 @@ class Simulation:
         self.models = tuple(catalog.model_names)
         self.n_models = len(self.models)
         ss = np.random.SeedSequence(self.seed)
-        (self.rng_arrivals, self.rng_policy, self.rng_select,
-         self.rng_boot, self.rng_correct, self.rng_faults) = [np.random.default_rng(s) for s in ss.spawn(6)]
+        (self.rng_arrivals, self.rng_policy, self.rng_select, self.rng_boot, self.rng_correct,
+         self.rng_faults, self.rng_routing) = [np.random.default_rng(s) for s in ss.spawn(7)]
         self.faults = config.simulator.faults
         self.provider = FakeVmProvider.from_catalog(
             catalog, self.rng_boot, FaultHooks(boot_delay_scale=self.faults.slow_boot_factor))
         self.guard = Guard.from_config(config.vms)
         self.fp = config.functions
         self.vm_pools = [VmPool(m, catalog) for m in self.models]
-        self.fn_pools = [FunctionPool(m, catalog, self.fp) for m in self.models]
+        self.fn_pools = [FunctionTier(m, catalog, self.fp, self.rng_routing) for m in self.models]
         self.routes: dict[int, object] = {}
         self.accuracy = np.array([m.top1_accuracy for m in catalog.models])
         self.slo_ms = np.array([c.slo_ms for c in self.classes])
@@ -87,9 +87,11 @@ class Simulation:
                                  spot=launch.spot, ready_now=(now_s == 0))
         for term in plan.terminations:
             self._terminate(term.vm_id, now_s)
+        by_model: dict[int, list] = {}
         for fc in plan.functions:
-            j = self.catalog.model_index[fc.model]
-            self.result.function_usd += self.fn_pools[j].configure(fc.memory_mb, fc.warm_pool)
+            by_model.setdefault(self.catalog.model_index[fc.model], []).append(fc)
+        for j, configs in by_model.items():
+            self.result.function_usd += self.fn_pools[j].configure(configs)
         for route in plan.routes:
             self.routes[self.catalog.model_index[route.model]] = route
         self._refresh_fleet(now_s)
@@ -291,7 +293,8 @@ class Simulation:
                 if spill and fpool.deployed and not admitted.all():
                     rest = idx[~admitted]
                     other = fn_inflight - fpool.alive
-                    ok, lat_fn, cold, c_usd = fpool.serve(s, u[rest], max(0, limit - other))
+                    slo_rest = self.slo_ms[cls[rest]] if K > 1 else self.slo_ms[0]
+                    ok, lat_fn, cold, c_usd = fpool.serve(s, u[rest], max(0, limit - other), slo_rest)
                     if self.faults.function_error_prob:
                         ok, lat_fn, c_usd = self._function_errors(ok, lat_fn, c_usd)
                     self._fn_usd_last_interval += float(c_usd.sum())

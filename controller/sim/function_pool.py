@@ -18,6 +18,7 @@ import numpy as np
 
 from controller.config import FunctionPlatformConfig
 from controller.ledger import function_charge_usd
+from procurement.batching import hold_budget_ms, plan_batches
 
 
 _NONE = np.empty(0)
@@ -33,7 +34,10 @@ class FunctionPool:
         self._cold_ms = catalog.model(model).cold_start_ms + fp.container_init_ms
         self.memory_mb = 0
         self.warm_pool = 0
+        self.batch_size = 1
+        self.wait_ms = 0.0
         self.duration_ms = math.inf
+        self._exec_ms = np.array([math.inf])  # exec_ms[b] for batches of b = 1..batch_size
         self._carry_end_s = np.empty(0)  # end offsets (relative to the next second) still running
         self._peaks: collections.deque = collections.deque()  # (second, peak) decreasing peaks
         self.alive = 0
@@ -42,17 +46,30 @@ class FunctionPool:
         self.invocations = 0
         self.cold_starts = 0
         self.duration_sum_ms = 0.0
+        self.requests_batched = 0
 
     @property
     def deployed(self) -> bool:
         return self.memory_mb > 0 and math.isfinite(self.duration_ms)
 
-    def configure(self, memory_mb: int, warm_pool: int) -> float:
-        """Set memory and warm pool; returns the $ of initialising new warm instances."""
+    def configure(self, memory_mb: int, warm_pool: int, batch_size: int = 1, wait_ms: float = 0.0) -> float:
+        """Set memory, warm pool and batching (INFless: up to `batch_size` requests gathered for
+        at most `wait_ms`, never past what their SLO allows); returns the $ of initialising new
+        warm instances."""
         self.memory_mb = int(memory_mb)
         self.duration_ms = self._profile.latency_ms(memory_mb) if self._profile else math.inf
         if not math.isfinite(self.duration_ms):
             return 0.0
+        self.batch_size, self.wait_ms = max(1, int(batch_size)), float(wait_ms)
+        if self.batch_size > 1:
+            # Latency per batch size, interpolated between the profiled ones (never faster for
+            # a larger batch).
+            have = sorted(self._profile.by_batch)
+            lat = [self._profile.latency_ms(memory_mb, b) for b in have]
+            ex = np.interp(np.arange(1, self.batch_size + 1), have, lat)
+            self._exec_ms = np.concatenate([[math.inf], np.maximum.accumulate(ex)])
+        else:
+            self._exec_ms = np.array([math.inf, self.duration_ms])
         grow = max(0, int(warm_pool) - self.alive)
         self.warm_pool = int(warm_pool)
         self.alive = max(self.alive, self.warm_pool)
@@ -67,11 +84,41 @@ class FunctionPool:
         ping = function_charge_usd(1.0, self.memory_mb, self._fp)
         return self.warm_pool * ping / self._fp.prewarm_interval_s
 
-    def serve(self, second: int, offsets_s: np.ndarray, limit: int):
-        """Run this second's invocations. Returns (ok mask, latency_ms of ok, cold mask of ok,
+    def serve(self, second: int, offsets_s: np.ndarray, limit: int, slo_ms=None):
+        """Run this second's requests. Returns (ok mask, latency_ms of ok, cold mask of ok,
         cost_usd of ok) and updates the living instances."""
+        if self.batch_size > 1 and len(offsets_s):
+            return self._serve_batched(second, offsets_s, limit, slo_ms)
+        return self._invoke(second, offsets_s, limit)
+
+    def _serve_batched(self, second, offsets_s, limit, slo_ms):
+        """Gather batches (procurement.batching), run each as one invocation, and map the
+        outcome back to requests: latency = queue wait + invoke + batch execution + cold start;
+        each request pays its share of its batch's bill. Batches do not span seconds."""
+        fp = self._fp
+        slo = np.inf if slo_ms is None else slo_ms
+        hold_ms = hold_budget_ms(slo, self.wait_ms, self._exec_ms[self.batch_size], fp.invoke_overhead_ms)
+        plan = plan_batches(offsets_s, np.asarray(hold_ms) / 1000.0, self.batch_size)
+        exec_ms = self._exec_ms[plan.size]
+        ok_b, lat_b, cold_b, cost_b = self._invoke(second, plan.dispatch_s, limit, exec_ms)
         n = len(offsets_s)
-        d_s = self.duration_ms / 1000.0
+        batch_of = np.repeat(np.arange(plan.size.size), plan.size)
+        ok = ok_b[batch_of]
+        run = np.flatnonzero(ok_b)  # index into batches that ran, in order
+        pos = np.full(plan.size.size, -1)
+        pos[run] = np.arange(run.size)
+        k = pos[batch_of[ok]]
+        lat = plan.wait_s[ok] * 1000.0 + lat_b[k]
+        cost = (cost_b / plan.size[run])[k]
+        self.requests_batched += n
+        return ok, lat, cold_b[k], cost
+
+    def _invoke(self, second: int, offsets_s: np.ndarray, limit: int, exec_ms=None):
+        """Run invocations starting at `offsets_s` (each `exec_ms`, default the batch-1
+        duration). Returns (ok mask, latency_ms of ok, cold mask of ok, cost_usd of ok)."""
+        n = len(offsets_s)
+        # Concurrency counts a call busy for its (longest) execution time.
+        d_s = (self.duration_ms if exec_ms is None else float(np.max(exec_ms, initial=0.0))) / 1000.0
         carry = self._carry_end_s
         if n == 0:
             # An idle second changes nothing while nothing runs and only the warm pool lives.
@@ -86,8 +133,9 @@ class FunctionPool:
         ok = level <= limit
         prev_max = np.maximum.accumulate(np.concatenate([[self.alive], level[:-1]]))
         cold = (level > prev_max) & ok
-        lat_ms = self._fp.invoke_overhead_ms + self.duration_ms + self._cold_ms * cold
-        billed_ms = self.duration_ms + (self._cold_ms * cold if self._fp.bill_init else 0.0)
+        dur = self.duration_ms if exec_ms is None else exec_ms
+        lat_ms = self._fp.invoke_overhead_ms + dur + self._cold_ms * cold
+        billed_ms = dur + (self._cold_ms * cold if self._fp.bill_init else 0.0)
         cost = function_charge_usd(billed_ms, self.memory_mb, self._fp)
         ends = offsets_s[ok] + lat_ms[ok] / 1000.0 - 1.0
         new_carry = np.concatenate([carry - 1.0, ends])
