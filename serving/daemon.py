@@ -4,10 +4,16 @@ Steps, in order:
 1. validate the config and its `serving:` section; resolve the served apps and their variants;
 2. make sure the digits variants are trained (cached under HYBRIDSERVE_CACHE), so their
    measured accuracy is the selector's prior and replicas start without training;
-3. start a fresh local Ray head (`address="local"`: never attach to a stale cluster), then Ray
-   Serve with HTTP on `http_host:http_port`, and deploy the router and model deployments;
-4. print the endpoint and wait for SIGINT / SIGTERM;
-5. shut down Serve (replicas stop their local function instances) and Ray; nothing is left.
+3. write the live catalog the policy plans with (serving.live_catalog: the served variants on
+   the local instance types; digits variants measured now);
+4. start a fresh local Ray head (`address="local"`: never attach to a stale cluster), then Ray
+   Serve with HTTP on `http_host:http_port` and KServe v2 gRPC on `grpc_port` (proxy on the head
+   only: a VM's node must not start a second proxy on the same ports), and deploy the router and
+   model deployments;
+5. start the control loop (serving.control_loop) with a LocalVmProvider joined to this head;
+6. print the endpoints and wait for SIGINT / SIGTERM;
+7. stop the loop and release the fleet (drain, delete the VM apps, stop their nodes), shut down
+   Serve (the router stops its local function instances) and Ray; nothing is left.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from serving.settings import ServingConfig
 log = logging.getLogger("hybridserve.daemon")
 
 APP_NAME = "hybridserve"
+_loop = None  # the running ControlLoop (stop() releases its fleet)
 
 
 def prepare(cfg: Config, settings: ServingConfig):
@@ -58,12 +65,16 @@ def _worker_env() -> dict[str, str]:
 
 
 def start(cfg: Config, settings: ServingConfig, out=sys.stdout, on_ray_started=None) -> str:
-    """Steps 1-3; returns the base URL. The caller must call `stop()`.
+    """Steps 1-5; returns the base URL. The caller must call `stop()`.
 
     on_ray_started: called right after `ray.init` (which installs Ray's own SIGTERM handler, one
     that kills the driver without stopping Serve); `run` re-installs its handlers there."""
+    global _loop
+    import tempfile
+
     import ray
     from ray import serve
+    from ray.serve.config import gRPCOptions
 
     from serving.deployments import build_app
 
@@ -71,25 +82,68 @@ def start(cfg: Config, settings: ServingConfig, out=sys.stdout, on_ray_started=N
     apps, accuracy = prepare(cfg, settings)
     print(f"hybridserve: apps {', '.join(a.name for a in apps)}; variants "
           f"{', '.join(f'{v} ({acc:.3f})' for v, acc in sorted(accuracy.items()))}", file=out, flush=True)
-    ray.init(address="local", num_cpus=settings.ray_num_cpus, include_dashboard=False,
-             runtime_env={"env_vars": _worker_env()}, logging_level=logging.WARNING, log_to_driver=False,
-             configure_logging=True)
+    catalog = None
+    if settings.control.enabled:
+        from serving.live_catalog import build_live_catalog
+        catalog = build_live_catalog(cfg.catalog.dir, tempfile.mkdtemp(prefix="hybridserve-catalog-"),
+                                     sorted(accuracy), accuracy, settings.control.instance_types,
+                                     settings.control.vm_boot_s)
+    ctx = ray.init(address="local", num_cpus=settings.ray_num_cpus, include_dashboard=False,
+                   runtime_env={"env_vars": _worker_env()}, logging_level=logging.WARNING, log_to_driver=False,
+                   configure_logging=True)
     if on_ray_started is not None:
         on_ray_started()
-    serve.start(http_options={"host": settings.http_host, "port": settings.http_port},
-                logging_config={"log_level": "WARNING"})
+    grpc = None
+    if settings.grpc_port:
+        from serving.grpc_v2 import SERVICER_FUNCTION
+        grpc = gRPCOptions(port=settings.grpc_port, grpc_servicer_functions=[SERVICER_FUNCTION])
+    serve.start(http_options={"host": settings.http_host, "port": settings.http_port}, grpc_options=grpc,
+                proxy_location="HeadOnly", logging_config={"log_level": "WARNING"})
     serve.run(build_app(apps, accuracy, settings), name=APP_NAME, route_prefix="/")
     url = f"http://{settings.http_host}:{settings.http_port}"
-    print(f"hybridserve: serving the Open Inference Protocol on {url}/v2 "
+    if catalog is not None:
+        from procurement.providers.local import LocalVmProvider
+        from serving.control_loop import ControlLoop
+
+        boot = settings.control.vm_boot_s
+        vms = LocalVmProvider(ctx.address_info["gcs_address"],
+                              boot_s=lambda t: boot if boot is not None else catalog.instance_type(t).boot_s_mean,
+                              vcpu_of=lambda t: catalog.instance_type(t).vcpu)
+        try:
+            _loop = ControlLoop(cfg, settings, apps, catalog, serve.get_deployment_handle("router", APP_NAME), vms,
+                                seed=settings.seed)
+            _loop.start()
+        except Exception as e:  # serve without a loop rather than not at all; say why
+            log.exception("control loop not started")
+            print(f"hybridserve: control loop NOT started ({type(e).__name__}: {e}); serving the static fleet",
+                  file=out, flush=True)
+            _loop = None
+    grpc_msg = f", gRPC on {settings.http_host}:{settings.grpc_port}" if settings.grpc_port else ""
+    loop_msg = (f"; control loop: {settings.control.policy} every <= {_loop.interval_s:g} s, "
+                f"up to {settings.control.max_vms} VMs of {', '.join(settings.control.instance_types)}"
+                if _loop else "; control loop off")
+    print(f"hybridserve: serving the Open Inference Protocol on {url}/v2{grpc_msg}{loop_msg} "
           f"(ready in {time.perf_counter() - t0:.1f} s; Ctrl-C to stop)", file=out, flush=True)
     return url
 
 
 def stop(out=sys.stdout) -> None:
+    global _loop
     import ray
     from ray import serve
 
     try:
+        if _loop is not None:
+            loop, _loop = _loop, None
+            try:
+                loop.stop()  # releases the fleet while Serve and Ray are still up
+                cost = loop.cost_usd(time.time())
+                print(f"hybridserve: fleet released; cost so far {cost['total']:.6f} USD "
+                      f"(VMs {cost['vm']:.6f}, functions {cost['function']:.6f})", file=out, flush=True)
+                import shutil
+                shutil.rmtree(loop.catalog.directory, ignore_errors=True)
+            except Exception as e:
+                print(f"hybridserve: stopping the control loop: {e}", file=out, flush=True)
         if ray.is_initialized():
             serve.shutdown()
     finally:

@@ -63,26 +63,36 @@ def schedule(counts: np.ndarray) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def _bodies(parameters: dict | None) -> tuple[list[bytes], np.ndarray]:
+def _bodies(parameters: dict | None, payload: str = "pixels") -> tuple[list[tuple[bytes, dict]], np.ndarray]:
+    """(body, headers) per held-out digit, and the labels. `pixels`: the FP32 tensor with the binary
+    extension (cheap to parse); `png`: a base64 PNG in a JSON body (the router decodes it)."""
     from serving import digits, images
+    from serving.oip import encode_infer_request
 
     x, y = digits.test_samples()
     bodies = []
     for i, sample in enumerate(x):
-        doc = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
-                           "data": [base64.b64encode(images.encode_png(sample)).decode()]}]}
+        if payload == "pixels":
+            body, headers = encode_infer_request({"input": sample[None]}, request_id=f"lg-{i}", parameters=parameters)
+            bodies.append((body, headers))
+            continue
+        doc = {"id": f"lg-{i}", "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
+                                            "data": [base64.b64encode(images.encode_png(sample)).decode()]}]}
         if parameters:
             doc["parameters"] = parameters
-        bodies.append(json.dumps(doc))
+        bodies.append((json.dumps(doc, separators=(",", ":")).encode(), {"Content-Type": "application/json"}))
     return bodies, y
 
 
 async def run_load(url: str, name: str, offsets_s: np.ndarray, slo_ms: float, *, parameters: dict | None = None,
                    feedback: bool = True, max_in_flight: int = 256, timeout_s: float = 30.0,
-                   progress: bool = False) -> LoadgenResult:
+                   progress: bool = False, payload: str = "pixels", feedback_every_s: float = 0.5) -> LoadgenResult:
+    """Send each request at its offset; labels go back to /feedback in batches (a list body every
+    `feedback_every_s`), so feedback never holds up a request. Each request's id is unique per run
+    (the id of a held-out sample, cycled, plus a run prefix)."""
     import aiohttp
 
-    bodies, labels = _bodies(parameters)
+    bodies, labels = _bodies(parameters, payload)
     res = LoadgenResult(scheduled=len(offsets_s))
     gate = asyncio.Semaphore(max_in_flight)
     bar = None
@@ -91,21 +101,53 @@ async def run_load(url: str, name: str, offsets_s: np.ndarray, slo_ms: float, *,
         bar = tqdm(total=len(offsets_s), unit="req", file=sys.stderr)
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     connector = aiohttp.TCPConnector(limit=max_in_flight)
+    run_id = f"{time.time_ns() % 10**9:x}"
+    pending: list[dict] = []
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         t0 = time.perf_counter()
+
+        async def send_feedback() -> None:
+            batch = pending[:]
+            del pending[:]
+            if not batch:
+                return
+            try:
+                async with session.post(f"{url}/feedback", json=batch) as fr:
+                    if fr.status == 200:
+                        for r in (await fr.json()).get("results", []):
+                            if "correct" in r:
+                                res.labelled += 1
+                                res.correct += bool(r["correct"])
+                    else:
+                        res.errors["feedback"] += len(batch)
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                res.errors["feedback"] += len(batch)
+
+        async def feedback_loop(done: asyncio.Event) -> None:
+            while not done.is_set():
+                try:
+                    await asyncio.wait_for(done.wait(), feedback_every_s)
+                except asyncio.TimeoutError:
+                    pass
+                await send_feedback()
 
         async def one(i: int, due_s: float) -> None:
             delay = t0 + due_s - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             k = i % len(bodies)
-            body = bodies[k].replace('{"inputs"', f'{{"id":"lg-{i}","inputs"', 1)
+            body, headers = bodies[k]
+            rid = f"lg-{run_id}-{i}"
+            body = body.replace(f'"id":"lg-{k}"'.encode(), f'"id":"{rid}"'.encode(), 1)
+            if "Inference-Header-Content-Length" in headers:
+                headers = dict(headers, **{"Inference-Header-Content-Length": str(
+                    int(headers["Inference-Header-Content-Length"]) + len(rid) - len(f"lg-{k}"))})
             async with gate:
                 try:
-                    async with session.post(f"{url}/v2/models/{name}/infer", data=body,
-                                            headers={"Content-Type": "application/json"}) as r:
-                        payload = await r.read()
+                    async with session.post(f"{url}/v2/models/{name}/infer", data=body, headers=headers) as r:
+                        out = await r.read()
                         status = r.status
+                        hlen = r.headers.get("Inference-Header-Content-Length")
                 except asyncio.TimeoutError:
                     res.errors["timeout"] += 1
                     return
@@ -116,7 +158,7 @@ async def run_load(url: str, name: str, offsets_s: np.ndarray, slo_ms: float, *,
                 if status != 200:
                     res.errors[f"http {status}"] += 1
                     return
-                doc = json.loads(payload)
+                doc = json.loads(out[:int(hlen)] if hlen else out)
                 p = doc.get("parameters", {})
                 res.latencies_ms.append(latency_ms)
                 res.slo_met += latency_ms <= slo_ms
@@ -124,14 +166,7 @@ async def run_load(url: str, name: str, offsets_s: np.ndarray, slo_ms: float, *,
                 res.variants[p.get("variant", "?")] += 1
                 res.cold_starts += bool(p.get("cold_start"))
                 if feedback and doc.get("id"):
-                    try:
-                        async with session.post(f"{url}/feedback",
-                                                json={"id": doc["id"], "label": int(labels[k])}) as fr:
-                            if fr.status == 200:
-                                res.labelled += 1
-                                res.correct += bool((await fr.json()).get("correct"))
-                    except (aiohttp.ClientError, asyncio.TimeoutError):
-                        res.errors["feedback"] += 1
+                    pending.append({"id": doc["id"], "label": int(labels[k])})
 
         async def tracked(i, due):
             try:
@@ -140,8 +175,14 @@ async def run_load(url: str, name: str, offsets_s: np.ndarray, slo_ms: float, *,
                 if bar is not None:
                     bar.update(1)
 
+        done = asyncio.Event()
+        fb = asyncio.create_task(feedback_loop(done)) if feedback else None
         await asyncio.gather(*(tracked(i, float(d)) for i, d in enumerate(offsets_s)))
         res.wall_s = time.perf_counter() - t0
+        done.set()
+        if fb is not None:
+            await fb
+            await send_feedback()
     if bar is not None:
         bar.close()
     return res
@@ -181,7 +222,7 @@ def loadgen_from_args(args) -> int:
           f"(SLO {slo_ms:g} ms)", flush=True)
     params = {"slo_ms": args.slo_ms} if args.slo_ms is not None else None
     res = asyncio.run(run_load(url, args.app, offsets, slo_ms, parameters=params, feedback=not args.no_feedback,
-                               max_in_flight=args.max_in_flight,
+                               max_in_flight=args.max_in_flight, payload=getattr(args, "payload", "pixels"),
                                progress=not args.no_progress and sys.stderr.isatty()))
     print(res.report(slo_ms))
     return 0

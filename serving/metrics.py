@@ -33,5 +33,50 @@ class RouterMetrics:
         self.function_memory_mb = Gauge("hybridserve_function_memory_mb", "Configured function memory",
                                         ["model"], registry=r)
 
+        # Pushed by the daemon's control loop every tick (serving.control_loop).
+        self.cost_usd = Gauge("hybridserve_cost_usd", "Cost so far by backend (ledger)", ["backend"], registry=r)
+        self.fleet = Gauge("hybridserve_fleet_vms", "Local VMs by instance type, model and state",
+                           ["instance_type", "model", "state"], registry=r)
+        self.forecast_per_s = Gauge("hybridserve_forecast_per_s", "Forecast arrival rate per query class (mean)",
+                                    ["app"], registry=r)
+        self.forecast_upper_per_s = Gauge("hybridserve_forecast_upper_per_s", "Forecast upper quantile per class",
+                                          ["app"], registry=r)
+        self.arrivals_per_s = Gauge("hybridserve_arrivals_per_s", "Measured arrival rate per class, last tick",
+                                    ["app"], registry=r)
+        self.route_budget_ms = Gauge("hybridserve_route_vm_wait_budget_ms", "Planned VM wait budget before spill",
+                                     ["model"], registry=r)
+        self.vm_cost_per_request_usd = Gauge("hybridserve_vm_cost_per_request_usd",
+                                             "VM cost per request fed to the selector", ["model"], registry=r)
+        self.function_warm_pool = Gauge("hybridserve_function_warm_pool", "Planned warm function instances",
+                                        ["model"], registry=r)
+        self.control_ticks = Gauge("hybridserve_control_ticks", "Control ticks run", registry=r)
+        self.control_errors = Gauge("hybridserve_control_errors", "Control ticks that failed, and provider errors",
+                                    ["kind"], registry=r)
+        self.control_tick_s = Gauge("hybridserve_control_tick_seconds", "Duration of the last control tick",
+                                    registry=r)
+        self.control_last_tick = Gauge("hybridserve_control_last_good_tick_timestamp_seconds",
+                                       "Wall time of the last good control tick", registry=r)
+
+    def set_control(self, status: dict) -> None:
+        """Mirror the daemon's pushed control status into the gauges."""
+        for backend, usd in status.get("cost_usd", {}).items():
+            self.cost_usd.labels(backend).set(usd)
+        self.fleet.clear()
+        for vm in status.get("fleet", []):
+            self.fleet.labels(vm["instance_type"], vm["model"], vm["state"]).inc()
+        for app, f in status.get("forecast", {}).items():
+            self.forecast_per_s.labels(app).set(f["mean_per_s"])
+            self.forecast_upper_per_s.labels(app).set(f["upper_per_s"])
+        for app, rate in status.get("arrivals_per_s", {}).items():
+            self.arrivals_per_s.labels(app).set(rate)
+        tick = status.get("tick", {})
+        self.control_ticks.set(tick.get("ticks", 0))
+        for kind, n in tick.get("errors", {}).items():
+            self.control_errors.labels(kind).set(n)
+        if tick.get("last_duration_s") is not None:
+            self.control_tick_s.set(tick["last_duration_s"])
+        if tick.get("last_good_s") is not None:
+            self.control_last_tick.set(tick["last_good_s"])
+
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -120,6 +120,10 @@ class RouterCore:
             self._lists[a.name] = lst
         self.inflight_vm = {v: 0 for v in self.variants}
         self.batch_ms = {v: None for v in self.variants}  # EWMA of the VM batch compute time
+        # From the control loop's Plan: the VM wait budget per variant (Route.max_vm_wait_ms) and
+        # the replicas running on procured VMs beside the head's own.
+        self.route_budget_ms: dict[str, float | None] = {}
+        self.vm_replicas = {v: 0 for v in self.variants}
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
 
     # --- names -------------------------------------------------------------------------------
@@ -163,13 +167,20 @@ class RouterCore:
         if batch_ms is None:
             return 0.0  # nothing measured yet: the VM path is the default
         opts = self.settings.options_for(variant)
-        per_round = opts.max_batch_size * max(1, opts.min_replicas or 1)
+        replicas = max(1, opts.min_replicas or 1) + self.vm_replicas.get(variant, 0)
+        per_round = opts.max_batch_size * replicas
         return (self.inflight_vm.get(variant, 0) // per_round + 1) * batch_ms
 
     def should_spill(self, variant: str, slo_ms: float) -> bool:
+        """Over `spill_fraction` of the SLO expected at the VMs, or (when the control loop has
+        planned a route) a queue wait beyond the route's budget."""
         if not self.settings.functions.enabled:
             return False
-        return self.expected_vm_ms(variant) > self.settings.spill_fraction * slo_ms
+        expected = self.expected_vm_ms(variant)
+        if expected > self.settings.spill_fraction * slo_ms:
+            return True
+        budget = self.route_budget_ms.get(variant)
+        return budget is not None and expected - (self.batch_ms.get(variant) or 0.0) > budget
 
     def vm_started(self, variant: str) -> None:
         self.inflight_vm[variant] = self.inflight_vm.get(variant, 0) + 1
@@ -222,7 +233,9 @@ class RouterCore:
         return {"apps": {name: {"slo_ms": a.slo_ms, "min_accuracy": a.min_accuracy, "variants": list(a.variants),
                                 "selector": _plain(self.selectors[name].summary().get(name, {}))}
                          for name, a in self.apps.items()},
-                "vm": {v: {"inflight": self.inflight_vm[v], "batch_ms": self.batch_ms[v]} for v in self.variants},
+                "vm": {v: {"inflight": self.inflight_vm[v], "batch_ms": self.batch_ms[v],
+                           "vm_replicas": self.vm_replicas.get(v, 0), "route_budget_ms": self.route_budget_ms.get(v)}
+                       for v in self.variants},
                 "pending_feedback": len(self._pending)}
 
 

@@ -45,9 +45,30 @@ class FunctionOptions(_Strict):
     timeout_s: float = Field(default=60, gt=0, description="one invocation, cold start included")
 
 
+class ControlOptions(_Strict):
+    """The live control loop: which policy, and the local fleet it may buy (small on 2 cores)."""
+
+    enabled: bool = True
+    policy: str = Field(default="hybrid", description="a name from controller.core's registry")
+    policy_params: dict = Field(default_factory=dict, description="keyword arguments of the policy factory")
+    control_interval_s: float | None = Field(default=None, gt=0, description="overrides policy.control_interval_s")
+    instance_types: list[str] = Field(default_factory=lambda: ["local.small", "local.medium"], min_length=1)
+    max_vms: int = Field(default=2, ge=0, description="overrides vms.max_instances for the live fleet")
+    vm_boot_s: float | None = Field(default=None, ge=0, description="emulated boot delay; default: the "
+                                    "instance type's boot_s_mean from the catalog")
+    vm_replicas_per_vcpu: float = Field(default=1.0, gt=0, description="Serve replicas placed on a VM per vCPU")
+    drain_s: float = Field(default=2.0, ge=0, description="wait for requests in flight before a VM's replicas stop")
+    vm_stop_grace_s: float = Field(default=10.0, gt=0, description="SIGTERM to SIGKILL for a VM's Ray node")
+    prewarm_functions: bool = Field(default=True, description="start the planned warm pool of functions")
+    function_min_memory_mb: int = Field(default=1024, ge=128, le=10240, description="floor of the function "
+                                        "tuner's memory: a local cold start imports mxnet under the CPU quota, "
+                                        "which takes minutes below about half a vCPU")
+
+
 class ServingConfig(_Strict):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
+    grpc_port: int = Field(default=9000, ge=0, le=65535, description="KServe v2 gRPC; 0 disables it")
     serve_config_apps: bool = Field(default=True, description="also serve the config's `apps` (ImageNet variants)")
     apps: list[ServedApp] = Field(default_factory=list)
     variants: dict[str, VariantOptions] = Field(default_factory=dict, description="per-variant overrides")
@@ -64,6 +85,7 @@ class ServingConfig(_Strict):
     router_max_ongoing_requests: int = Field(default=1000, ge=1)
     ray_num_cpus: int | None = Field(default=None, ge=1, description="CPUs the local Ray head declares")
     functions: FunctionOptions = FunctionOptions()
+    control: ControlOptions = ControlOptions()
 
     def options_for(self, variant: str) -> VariantOptions:
         if variant in self.variants:

@@ -60,8 +60,9 @@ def _alive(pid: int) -> bool:
 
 
 class Live:
-    def __init__(self, url: str, proc: subprocess.Popen, log_path: str):
+    def __init__(self, url: str, proc: subprocess.Popen, log_path: str, grpc_port: int = 0):
         self.url = url
+        self.grpc_target = f"127.0.0.1:{grpc_port}"
         self.proc = proc
         self.log_path = log_path
 
@@ -90,13 +91,14 @@ class Live:
 
 @pytest.fixture(scope="session")
 def live():
-    port = _free_port()
+    port, grpc_port = _free_port(), _free_port()
     env = dict(os.environ)
     env.setdefault("HYBRIDSERVE_CACHE", os.path.join(tempfile.gettempdir(), "hybridserve-test-cache"))
     log = tempfile.NamedTemporaryFile(prefix="hybridserve-live-", suffix=".log", delete=False)
-    cmd = [sys.executable, "-m", "controller.cli", "run", "--config", CONFIG, "--http-port", str(port)]
+    cmd = [sys.executable, "-m", "controller.cli", "run", "--config", CONFIG, "--http-port", str(port),
+           "--grpc-port", str(grpc_port)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = Live(f"http://127.0.0.1:{port}", proc, log.name)
+    server = Live(f"http://127.0.0.1:{port}", proc, log.name, grpc_port)
     deadline = time.monotonic() + START_TIMEOUT_S
     try:
         while True:

@@ -1,0 +1,354 @@
+"""The live control loop: the simulator's policy on the wall clock, carried out with real providers.
+
+Every tick (its time chosen by the policy's `Plan.next_tick_s`, at most `control_interval_s`):
+1. read the clock once (`now_s`) and ask the router what it measured since the last tick
+   (`Router.collect`: per-second arrivals by query class and by model, class x model counts,
+   outcomes per model, VM backlogs, function interval stats);
+2. build the `Observation` exactly as controller/sim/engine.py does (same fields, the live
+   catalog's model order), with the fleet from `LocalVmProvider.list`;
+3. `plan, state = policy.decide(obs, state, rng)` (default `hybrid`);
+4. carry the Plan out: launches through `Guard.filter_launches` then `LocalVmProvider.launch`
+   (a VM is a Ray worker node; once it has joined, the model's Serve replicas are deployed on
+   it as the app `vm-<vm id>`, pinned by the vm-id resource); terminations drain (the router
+   stops sending, `drain_s`, `serve.delete`) then stop that node; function memory and warm
+   pool, routes (VM wait budgets) and cost per request go to the router (`apply_control`);
+5. bill with controller/ledger.py (VMs per second with the minimum; functions per invocation,
+   as the router measured them) and push the status (cost, fleet, forecast, tick health).
+The loop never dies: a failing tick is counted (by kind) and logged, and the next one runs.
+Fleet actions that wait (a node joining, a drain) run on a small worker pool, not in the tick.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from controller.core import (FunctionView, ModelStats, Observation, PolicyContext, QueryClass, VmView,
+                             make_policy)
+from controller.ledger import Ledger, vm_charge_usd
+from procurement.providers.guards import Guard
+
+log = logging.getLogger("hybridserve.control")
+_RPC_TIMEOUT_S = 30.0
+_JOIN_TIMEOUT_S = 120.0
+
+
+def policy_config(cfg, settings):
+    """The config the policy sees: the live fleet's instance types and cap, the tick interval."""
+    ctl = settings.control
+    vms = cfg.vms.model_copy(update={"instance_types": list(ctl.instance_types), "max_instances": ctl.max_vms})
+    pol = cfg.policy.model_copy(update={"control_interval_s": ctl.control_interval_s or cfg.policy.control_interval_s})
+    fns = cfg.functions.model_copy(update={"min_memory_mb": max(cfg.functions.min_memory_mb,
+                                                                 ctl.function_min_memory_mb)})
+    return cfg.model_copy(update={"vms": vms, "policy": pol, "functions": fns})
+
+
+class ControlLoop:
+    def __init__(self, cfg, settings, apps, catalog, router, vm_provider, clock=time.time, seed: int = 0):
+        self.settings, self.ctl = settings, settings.control
+        self.cfg = policy_config(cfg, settings)
+        self.catalog = catalog
+        self.router = router
+        self.vms = vm_provider
+        self.clock = clock
+        self.models = tuple(catalog.model_names)
+        self.classes = tuple(QueryClass(a.name, a.slo_ms, a.min_accuracy, 1.0) for a in apps
+                             if any(v in catalog.model_index for v in a.variants))
+        self.ctx = PolicyContext(self.cfg, catalog, self.classes)
+        self.policy = make_policy(self.ctl.policy, self.ctx, **self.ctl.policy_params)
+        self.rng = np.random.default_rng(seed)
+        self.state = self.policy.initial_state(self.ctx, self.rng)
+        self.guard = Guard.from_config(self.cfg.vms)
+        self.ledger = Ledger()
+        self.interval_s = self.cfg.policy.control_interval_s
+        self.ticks, self.errors = 0, {}
+        self.last_good_s = self.last_duration_s = None
+        self.last_error = None
+        self.last_plan = None
+        self._last_tick_s = None
+        self._vm_app: dict[str, tuple[str, str, int]] = {}  # vm id -> (model, serve app, replicas): serving
+        self._joining: dict[str, object] = {}  # vm id -> future of its deploy
+        self._releasing: set[str] = set()
+        self._records: dict[str, object] = {}  # vm id -> last VmRecord seen (for billing)
+        self._fn_spend_usd_per_h = 0.0
+        self._last_status: dict = {}
+        self.events: list[str] = []  # the last fleet events and errors, newest last (shown in /status)
+        self._lock = threading.RLock()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fleet")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._push({"function_pricing": self.cfg.functions.model_dump()})
+        self._thread = threading.Thread(target=self._run, name="control-loop", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            next_s = self.tick()
+            self._stop.wait(max(1.0, min(self.interval_s, next_s - self.clock())))
+
+    def stop(self) -> None:
+        """Stop ticking, then drain and release every VM (waits for them)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=_RPC_TIMEOUT_S + 5)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            records = self.vms.list(self.clock())
+        for rec in records:
+            self._release(rec.vm_id, drain=False)
+
+    # --- one tick -----------------------------------------------------------------------------
+    def tick(self) -> float:
+        """Run one tick; returns when the policy wants the next. Never raises."""
+        t0 = time.perf_counter()
+        now_s = self.clock()
+        next_s = now_s + self.interval_s
+        try:
+            data = self.router.collect.remote(now_s).result(timeout_s=_RPC_TIMEOUT_S)
+            with self._lock:
+                records = self.vms.list(now_s)
+            for e in self.vms.poll_errors():
+                self._count(f"provider_{e.kind}")
+                self._event(f"vm provider: {e.message}", logging.WARNING)
+            self._join_ready(records)
+            obs = self._observation(now_s, data, records)
+            plan, self.state = self.policy.decide(obs, self.state, self.rng)
+            self.last_plan = plan
+            self._apply(plan, now_s, records)
+            self._bill_functions(data, now_s)
+            self.ticks += 1
+            self.last_good_s = now_s
+            next_s = now_s + (plan.next_tick_s - obs.now_s)
+            self._push(self._update(plan, data, now_s))
+        except Exception as e:  # the loop never dies; the tick is counted and the next one runs
+            self._count("tick")
+            self.last_error = f"{type(e).__name__}: {e}"
+            self._event(f"tick failed: {self.last_error}", logging.ERROR)
+            self.last_duration_s = time.perf_counter() - t0
+            self._push({"status": {**self._last_status, "tick": self.health()}})
+        finally:
+            self.last_duration_s = time.perf_counter() - t0
+            self._last_tick_s = now_s
+        return next_s
+
+    def _count(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def _event(self, message: str, level: int = logging.INFO) -> None:
+        log.log(level, "%s", message)
+        self.events = (self.events + [f"{time.strftime('%H:%M:%S')} {message}"])[-20:]
+
+    def _observation(self, now_s: float, data: dict, records) -> Observation:
+        mi = {m: i for i, m in enumerate(self.models)}
+        ci = {c.name: i for i, c in enumerate(self.classes)}
+        r_models, r_classes = data["models"], data["classes"]
+        m_rows = np.asarray(data["model_arrivals"], np.int64).reshape(-1, len(r_models))
+        c_rows = np.asarray(data["class_arrivals"], np.int64).reshape(-1, len(r_classes))
+        cm_r = np.asarray(data["class_model_counts"], np.int64).reshape(len(r_classes), len(r_models))
+        arrivals = np.zeros((m_rows.shape[0], len(self.models)), np.int64)
+        class_arrivals = np.zeros((c_rows.shape[0], len(self.classes)), np.int64)
+        cm = np.zeros((len(self.classes), len(self.models)), np.int64)
+        for j, m in enumerate(r_models):
+            if m in mi:
+                arrivals[:, mi[m]] = m_rows[:, j]
+        for k, c in enumerate(r_classes):
+            if c in ci:
+                class_arrivals[:, ci[c]] = c_rows[:, k]
+                for j, m in enumerate(r_models):
+                    if m in mi:
+                        cm[ci[c], mi[m]] = cm_r[k, j]
+        vms = tuple(VmView(r.vm_id, r.request_id, r.instance_type, r.model, r.state, r.launched_s, r.spot)
+                    for r in records if r.state in ("booting", "ready") and r.vm_id not in self._releasing)
+        functions = {m: FunctionView(m, int(f["memory_mb"]), int(f["warm_instances"]), int(f["peak_concurrency"]),
+                                     int(f["invocations"]), int(f["cold_starts"]), float(f["mean_duration_ms"]))
+                     for m, f in data["functions"].items() if m in mi}
+        stats = {m: ModelStats(s["served_vm"], s["served_function"], s["dropped"], s["slo_violations"],
+                               s["p95_latency_ms"]) for m, s in data["stats"].items() if m in mi}
+        backlog = {m: float(data["backlog"].get(m, 0)) for m in self.models}
+        # Predictors take whole seconds: the observation's time is the end of the measured rows.
+        obs_now_s = float(data["end_s"])
+        interval = 0.0 if self._last_tick_s is None else now_s - self._last_tick_s
+        return Observation(obs_now_s, interval, self.models, arrivals, class_arrivals, vms, functions, backlog, stats,
+                           class_model_counts=cm)
+
+    # --- carrying the plan out ----------------------------------------------------------------
+    def _price(self, instance_type: str, spot: bool) -> float:
+        return self.catalog.instance_type(instance_type).price_usd_per_h(spot)
+
+    def _apply(self, plan, now_s: float, records) -> None:
+        allowed, refused = self.guard.filter_launches(plan.launches, records, self._price, self._fn_spend_usd_per_h)
+        for why in refused:
+            self._count("guard_refused")
+            self._event(why)
+        with self._lock:
+            for launch in allowed:
+                vm_id = self.vms.launch(launch.request_id, launch.instance_type, launch.model, now_s, spot=launch.spot)
+                if vm_id:
+                    self._event(f"launch {vm_id} ({launch.instance_type}) for {launch.model}")
+        for term in plan.terminations:
+            if term.vm_id not in self._releasing:
+                self._event(f"terminate {term.vm_id}")
+                self._releasing.add(term.vm_id)
+                self._pool.submit(self._release, term.vm_id, True)
+
+    def _join_ready(self, records) -> None:
+        """Deploy the model's replicas on every VM whose node has started (once)."""
+        for rec in records:
+            self._records[rec.vm_id] = rec
+            if rec.state == "ready" and rec.vm_id not in self._vm_app and rec.vm_id not in self._joining \
+                    and rec.vm_id not in self._releasing:
+                self._joining[rec.vm_id] = self._pool.submit(self._deploy_on_vm, rec)
+
+    def _deploy_on_vm(self, rec) -> None:
+        import ray
+        from ray import serve
+
+        from serving.deployments import vm_app
+
+        try:
+            deadline = time.monotonic() + _JOIN_TIMEOUT_S
+            while not any(n["Alive"] and rec.vm_id in n.get("Resources", {}) for n in ray.nodes()):
+                if time.monotonic() > deadline or self._stop.is_set() or rec.vm_id in self._releasing:
+                    raise TimeoutError(f"{rec.vm_id} did not join the Ray cluster in {_JOIN_TIMEOUT_S:g} s")
+                time.sleep(0.5)
+            vcpu = self.catalog.instance_type(rec.instance_type).vcpu
+            replicas = max(1, round(vcpu * self.ctl.vm_replicas_per_vcpu))
+            app = f"vm-{rec.vm_id}"
+            serve.run(vm_app(rec.model, rec.vm_id, replicas, self.settings), name=app, route_prefix=None)
+            with self._lock:
+                self._vm_app[rec.vm_id] = (rec.model, app, replicas)
+            self._event(f"{rec.vm_id} serves {rec.model} with {replicas} replica(s)")
+            self._push({"vm_apps": self._vm_apps()})
+        except Exception as e:
+            self._count("vm_deploy")
+            self._event(f"deploying on {rec.vm_id} failed: {e}", logging.WARNING)
+        finally:
+            self._joining.pop(rec.vm_id, None)
+
+    def _vm_apps(self) -> dict:
+        out: dict[str, dict[str, int]] = {}
+        with self._lock:
+            for vm_id, (model, app, replicas) in self._vm_app.items():
+                if vm_id not in self._releasing:
+                    out.setdefault(model, {})[app] = replicas
+        return out
+
+    def _release(self, vm_id: str, drain: bool) -> None:
+        """Drain (the router stops sending; in-flight requests finish), delete the VM's Serve app,
+        stop its node, bill it."""
+        from ray import serve
+
+        try:
+            self._releasing.add(vm_id)
+            fut = self._joining.get(vm_id)
+            if fut is not None:
+                fut.result(timeout=_JOIN_TIMEOUT_S)
+            entry = self._vm_app.get(vm_id)
+            if entry is not None:
+                if drain:
+                    self._push({"vm_apps": self._vm_apps()})
+                    time.sleep(self.ctl.drain_s)
+                try:
+                    serve.delete(entry[1])
+                except Exception as e:  # Serve is already down (shutdown path)
+                    log.debug("serve.delete(%s): %s", entry[1], e)
+            rec = self._records.get(vm_id)
+            self.vms.terminate(vm_id, self.clock(), grace_s=self.ctl.vm_stop_grace_s)
+            with self._lock:
+                self._vm_app.pop(vm_id, None)
+                if rec is not None:
+                    self.ledger.add_vm(rec.model, vm_charge_usd(self._price(rec.instance_type, rec.spot),
+                                                                self.clock() - rec.launched_s,
+                                                                self.cfg.vms.billing_minimum_s))
+            self._event(f"released {vm_id}")
+        except Exception as e:
+            self._count("vm_release")
+            self._event(f"releasing {vm_id} failed: {e}", logging.WARNING)
+
+    # --- money and status ---------------------------------------------------------------------
+    def _bill_functions(self, data: dict, now_s: float) -> None:
+        usd = 0.0
+        for m, v in data.get("function_usd", {}).items():
+            self.ledger.add_function(m, float(v))
+            usd += float(v)
+        span_s = max(1.0, float(data["end_s"]) - float(data["start_s"]))
+        self._fn_spend_usd_per_h = usd / span_s * 3600.0
+
+    def cost_usd(self, now_s: float) -> dict:
+        """Cost so far: released VMs as billed, live VMs as if released now, functions as invoked."""
+        live = 0.0
+        for rec in self.vms.list(now_s):
+            live += vm_charge_usd(self._price(rec.instance_type, rec.spot), now_s - rec.launched_s,
+                                  self.cfg.vms.billing_minimum_s)
+        vm = self.ledger.vm_usd + live
+        return {"vm": vm, "function": self.ledger.function_usd, "total": vm + self.ledger.function_usd}
+
+    def _vm_cost_per_request(self, data: dict, records) -> dict:
+        """$ per request served on VMs, per model: the model's VM spend over its VM requests in the
+        interval (what the selector learns as a VM request's cost)."""
+        span_s = max(1.0, float(data["end_s"]) - float(data["start_s"]))
+        out = {}
+        for m in self.models:
+            usd_per_s = sum(self._price(r.instance_type, r.spot) / 3600.0 for r in records if r.model == m)
+            served = data["stats"].get(m, {}).get("served_vm", 0)
+            out[m] = usd_per_s * span_s / served if served else 0.0
+        return out
+
+    def _forecast(self, now_s: float) -> dict:
+        preds = getattr(self.state, "predictors", None) or []
+        horizon = getattr(self.policy, "horizon_s", self.interval_s)
+        out = {}
+        for c, p in zip(self.classes, preds):
+            try:
+                f = p.forecast(now_s, horizon)
+                out[c.name] = {"mean_per_s": float(np.mean(f.mean_per_s)), "upper_per_s": float(np.mean(f.upper_per_s))}
+            except Exception:
+                continue
+        return out
+
+    def _update(self, plan, data: dict, now_s: float) -> dict:
+        with self._lock:
+            records = self.vms.list(now_s)
+        span_s = max(1.0, float(data["end_s"]) - float(data["start_s"]))
+        class_rows = np.asarray(data["class_arrivals"], float).reshape(-1, len(data["classes"]))
+        arrivals = {c: float(class_rows[:, k].sum() / span_s) for k, c in enumerate(data["classes"])}
+        fleet = [{"vm_id": r.vm_id, "instance_type": r.instance_type, "model": r.model,
+                  "state": ("draining" if r.vm_id in self._releasing else
+                            "serving" if r.vm_id in self._vm_app else r.state),
+                  "age_s": round(now_s - r.launched_s, 1)} for r in records]
+        status = {"policy": self.policy.name, "cost_usd": self.cost_usd(now_s), "fleet": fleet,
+                  "forecast": self._forecast(now_s), "arrivals_per_s": arrivals,
+                  "plan": {"launches": len(plan.launches), "terminations": len(plan.terminations),
+                           "routes": {r.model: r.max_vm_wait_ms for r in plan.routes},
+                           "functions": {f.model: {"memory_mb": f.memory_mb, "warm_pool": f.warm_pool}
+                                         for f in plan.functions}},
+                  "tick": self.health()}
+        self._last_status = status
+        # A route's VM budget counts only the procured VMs; a model served by the head's replicas
+        # alone keeps the router's own rule (spill past `spill_fraction` of the SLO).
+        serving = {model for model, _, _ in self._vm_app.values()}
+        return {"routes": {r.model: (r.max_vm_wait_ms if r.spill and r.model in serving else None)
+                           for r in plan.routes},
+                "functions": [{"model": f.model, "memory_mb": f.memory_mb, "warm_pool": f.warm_pool}
+                              for f in plan.functions],
+                "vm_apps": self._vm_apps(), "vm_cost_per_request_usd": self._vm_cost_per_request(data, records),
+                "status": status}
+
+    def health(self) -> dict:
+        return {"ticks": self.ticks, "errors": dict(self.errors), "last_error": self.last_error,
+                "events": list(self.events),
+                "last_good_s": self.last_good_s, "last_duration_s": self.last_duration_s,
+                "interval_s": self.interval_s}
+
+    def _push(self, update: dict) -> None:
+        try:
+            self.router.apply_control.remote(update).result(timeout_s=_RPC_TIMEOUT_S)
+        except Exception as e:
+            self._count("push")
+            log.warning("pushing the plan to the router failed: %s", e)

@@ -1,0 +1,479 @@
+"""The router: the Serve ingress speaking the Open Inference Protocol over REST and gRPC.
+
+REST (FastAPI): health, server and model metadata, model ready, infer (JSON or the binary tensor
+extension); hybridserve's own POST /feedback (one label or a list), GET /status, /apps,
+/metrics. gRPC (KServe v2 / Triton `inference.GRPCInferenceService`, through Serve's gRPC
+proxy): ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer, each
+the method of the same name below; errors carry the matching status code (serving.grpc_v2).
+
+Per infer (`_infer`, shared by both protocols): resolve the name (app or variant), let the
+app's selector pick the variant (serving.router.RouterCore), then send the batch to a VM
+target of that variant (the head's own deployment or a procured VM's, the least loaded) or
+spill it to a local function when the VM queue is too long for the SLO or the planned budget.
+
+The control loop in the daemon talks to this replica through two methods: `collect(now_s)`
+(what was measured since the last tick) and `apply_control(update)` (routes, function memory
+and warm pool, the VM targets, cost per request, and the status shown by /status and /metrics).
+"""
+import asyncio
+import logging
+import math
+import threading
+import time
+import uuid
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from ray import serve
+
+from serving import grpc_v2, oip
+from serving.router import App, NoModel, RouterCore, UnknownName, _plain
+from serving.runtimes import spec_of
+from serving.settings import ServingConfig
+from serving.telemetry import IntervalStats
+
+log = logging.getLogger("hybridserve.router")
+VERSION = "0.1.0"
+HEAD = "head"  # the target key of a variant's own deployment (replicas on the Ray head)
+
+app = FastAPI(title="hybridserve", version=VERSION,
+              description="Open Inference Protocol (KServe v2 REST) plus hybridserve's feedback and status")
+
+
+def labels_of(variant: str) -> tuple[str, ...]:
+    """Class labels of a variant without loading it (the router never loads models)."""
+    if spec_of(variant).family == "digits":
+        from serving import digits
+        return digits.LABELS
+    from serving.runtimes import imagenet_labels
+    return imagenet_labels()
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class _Failure(Exception):
+    """An infer that ends in an HTTP error status (mapped to a gRPC code for gRPC)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class _BackendError(Exception):
+    pass
+
+
+@serve.deployment
+@serve.ingress(app)
+class Router:
+    def __init__(self, apps: list[dict], accuracy: dict[str, float], settings: dict, handles: dict):
+        from controller.config import FunctionPlatformConfig
+        from procurement.providers.local import LocalFunctionProvider
+        from serving.metrics import RouterMetrics
+
+        self.settings = ServingConfig.model_validate(settings)
+        self.core = RouterCore([App(**a) for a in apps], accuracy, self.settings)
+        self.metrics = RouterMetrics()
+        self.started_s = time.time()
+        # VM targets per variant: key -> (handle, replicas); requests in flight per target.
+        self.targets = {v: {HEAD: (h, max(1, self.settings.options_for(v).min_replicas))} for v, h in handles.items()}
+        self.target_inflight: dict[tuple[str, str], int] = {}
+        self.telemetry = IntervalStats(list(self.core.apps), self.core.variants, self.started_s)
+        self.vm_cost_usd: dict[str, float] = {}
+        self.control_status: dict = {}
+        self.fn_pricing = FunctionPlatformConfig()  # replaced by the daemon's config on the first update
+        f = self.settings.functions
+        self.functions = LocalFunctionProvider(keep_alive_s=f.keep_alive_s, concurrency_limit=f.concurrency_limit)
+        self.fn_memory = {v: f.memory_mb for v in self.core.variants}
+        self.fn_warm_pool = {v: 0 for v in self.core.variants}
+        self._fn_prev: dict[str, dict] = {}
+        for v in self.core.variants:
+            self.functions.deploy(v, f.memory_mb)
+            self.metrics.function_memory_mb.labels(v).set(f.memory_mb)
+        self._prewarming: set[str] = set()
+        self._stop = threading.Event()
+        threading.Thread(target=self._reaper, name="function-reaper", daemon=True).start()
+
+    def _reaper(self) -> None:
+        while not self._stop.wait(5.0):
+            self.functions.reap()
+
+    def __del__(self):  # Serve calls it when the replica shuts down
+        self._stop.set()
+        self.functions.close()
+
+    # --- Open Inference Protocol over REST: health and metadata ---------------------------------
+    @app.get("/v2/health/live")
+    def live(self):
+        return oip.health(live=True)
+
+    @app.get("/v2/health/ready")
+    def ready(self):
+        return oip.health(ready=True)
+
+    @app.get("/v2")
+    def server_metadata(self):
+        return oip.server_metadata("hybridserve", VERSION)
+
+    def _metadata(self, name: str) -> dict:
+        a, variant = self.core.resolve(name)
+        if a is None:
+            spec = spec_of(variant)
+            return oip.model_metadata(name, spec.input_shape, spec.num_classes,
+                                      platform=self.settings.options_for(variant).runtime,
+                                      parameters={"kind": "variant", "accuracy": self.core.accuracy.get(variant)})
+        spec = spec_of(a.variants[0])
+        return oip.model_metadata(name, spec.input_shape, spec.num_classes, platform="hybridserve",
+                                  parameters={"kind": "app", "slo_ms": a.slo_ms, "min_accuracy": a.min_accuracy,
+                                              "variants": list(a.variants)})
+
+    @app.get("/v2/models/{name}")
+    @app.get("/v2/models/{name}/versions/{version}")
+    def model_metadata(self, name: str, version: str | None = None):
+        try:
+            return self._metadata(name)
+        except UnknownName as e:
+            return _error(404, str(e))
+
+    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    def model_ready(self, name: str, version: str | None = None):
+        try:
+            self.core.resolve(name)
+        except UnknownName as e:
+            return _error(404, str(e))
+        return oip.health(ready=True)
+
+    # --- infer, both protocols -------------------------------------------------------------------
+    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def infer(self, name: str, request: Request, version: str | None = None):
+        t0 = time.perf_counter()
+        limit = int(self.settings.max_body_mb * 1024 * 1024)
+        try:
+            declared = request.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise _Failure(413, f"body: {int(declared)} bytes exceed the limit of {limit}")
+            body = await request.body()
+            if len(body) > limit:
+                raise _Failure(413, f"body: {len(body)} bytes exceed the limit of {limit}")
+            resp = await self._infer(name, t0, lambda: oip.parse_infer_request(
+                body, request.headers.get(oip.HEADER_LENGTH), output_names=oip.CLASSIFICATION_OUTPUTS))
+        except _Failure as e:
+            if e.status != 503:
+                self.metrics.requests.labels(name if name in self.core.apps else "", "", "none", "client_error").inc()
+            return _error(e.status, str(e))
+        out, headers = oip.encode_infer_response(resp)
+        return Response(content=out, headers=headers, media_type=headers.get("Content-Type"))
+
+    async def _infer(self, name: str, t0: float, parse) -> oip.InferResponse:
+        """Resolve, parse (`parse()` -> oip.InferRequest), choose, run, record; raises _Failure."""
+        app_label, variant, backend, a = "", None, "none", None
+        now_s = time.time()
+        try:
+            a, variant = self.core.resolve(name)
+            app_label = a.name if a else ""
+            req = parse()
+            if variant is None:
+                variant = self._choose(a, req)
+            batch = oip.batch_from_request(req, spec_of(variant).input_shape, self.settings.max_samples_per_request)
+            slo_ms = req.slo_ms or (a.slo_ms if a else math.inf)
+            self.telemetry.arrival(now_s, app_label, variant)
+            probs, backend, cold, target, fn_usd = await self._run(variant, batch, slo_ms)
+        except oip.InvalidInput as e:
+            raise _Failure(400, str(e)) from None
+        except UnknownName as e:
+            raise _Failure(404, str(e)) from None
+        except NoModel as e:
+            raise _Failure(422, str(e)) from None
+        except _BackendError as e:
+            self.telemetry.outcome(variant, "dropped", None, False)
+            self.metrics.requests.labels(app_label, variant or "", backend, "server_error").inc()
+            raise _Failure(503, str(e)) from None
+        latency_ms = (time.perf_counter() - t0) * 1000.0
+        request_id = req.id or uuid.uuid4().hex
+        req.id = request_id
+        cost_usd = fn_usd if backend == "function" else self.vm_cost_usd.get(variant, 0.0)
+        met = self.core.finish(request_id, a, variant, int(np.argmax(probs[0])), latency_ms, slo_ms, time.time(),
+                               cost_usd=cost_usd)
+        self.telemetry.outcome(variant, backend, latency_ms, met, fn_usd)
+        params = {"variant": variant, "backend": backend, "latency_ms": round(latency_ms, 3), "cold_start": cold,
+                  "slo_met": met, "target": target}
+        if a is not None:
+            params.update(app=a.name, slo_ms=slo_ms)
+        m = self.metrics
+        m.requests.labels(app_label, variant, backend, "ok").inc()
+        m.latency_ms.labels(app_label, variant, backend).observe(latency_ms)
+        if not met:
+            m.slo_violations.labels(app_label, variant, backend).inc()
+        if cold and backend == "function":
+            m.cold_starts.labels(variant).inc()
+        try:
+            return oip.classification_response(req, name, probs, labels_of(variant), parameters=params)
+        except oip.InvalidInput as e:
+            raise _Failure(400, str(e)) from None
+
+    def _choose(self, a: App, req) -> str:
+        variant = self.core.choose(a, req.min_accuracy)
+        tensor = req.inputs[0] if len(req.inputs) == 1 else None
+        if tensor is None or tensor.datatype == "BYTES":
+            return variant  # images are resized to whichever variant is picked
+        # Pixels fit only variants of that input shape (inception takes 299×299, the rest 224×224).
+        shape = tuple(tensor.shape[-3:])
+        if tuple(spec_of(variant).input_shape) == shape:
+            return variant
+        fits = [v for v in a.variants if tuple(spec_of(v).input_shape) == shape]
+        if not fits:
+            raise oip.InvalidInput("inputs[0].shape", f"no variant of {a.name!r} takes samples of shape "
+                                                      f"{list(shape)}")
+        return fits[0]
+
+    async def _run(self, variant: str, batch: np.ndarray, slo_ms: float):
+        """(probabilities, backend, cold start, target, function usd): a VM target, or a function
+        when the VM queue is too long."""
+        if self.core.should_spill(variant, slo_ms) and self._function_faster(variant):
+            f = self.settings.functions
+            res = await asyncio.to_thread(self.functions.invoke, variant, batch, f.timeout_s)
+            if res.ok:
+                self._function_gauges(variant)
+                from controller.ledger import function_charge_usd
+                usd = function_charge_usd(res.billed_ms, self.fn_memory.get(variant, f.memory_mb), self.fn_pricing)
+                return res.payload, "function", res.cold_start, "function", usd
+            if not (res.error or "").startswith("throttled"):
+                raise _BackendError(f"function {variant}: {res.error}")
+            # Throttled: queue at the VM deployment instead.
+        key, handle = self._pick_target(variant)
+        self.core.vm_started(variant)
+        self.target_inflight[(variant, key)] = self.target_inflight.get((variant, key), 0) + 1
+        self.metrics.vm_inflight.labels(variant).set(self.core.inflight_vm[variant])
+        batch_ms = None
+        try:
+            probs, batch_ms, cold = await handle.infer.remote(batch)
+        except Exception as e:  # a replica died or the deployment is unhealthy
+            raise _BackendError(f"model {variant}: {type(e).__name__}: {e}") from None
+        finally:
+            self.core.vm_finished(variant, batch_ms)
+            self.target_inflight[(variant, key)] -= 1
+            self.metrics.vm_inflight.labels(variant).set(self.core.inflight_vm[variant])
+        return probs, "vm", cold, key, 0.0
+
+    def _pick_target(self, variant: str):
+        """The VM target with the fewest requests in flight per replica (head first on ties)."""
+        best = None
+        for key, (handle, replicas) in self.targets[variant].items():
+            load = self.target_inflight.get((variant, key), 0) / replicas
+            if best is None or load < best[0]:
+                best = (load, key, handle)
+        return best[1], best[2]
+
+    def _function_faster(self, variant: str) -> bool:
+        """Spill only where it helps: a warm instance is free, or a cold start (as measured so
+        far; unknown before the first) is shorter than the expected wait at the VM deployment."""
+        if self.functions.has_idle(variant):
+            return True
+        cold_ms = self.functions.cold_start_ms(variant)
+        return cold_ms is None or cold_ms < self.core.expected_vm_ms(variant)
+
+    def _function_gauges(self, variant: str) -> None:
+        st = self.functions.stats().get(variant, {})
+        self.metrics.function_instances.labels(variant).set(st.get("instances", 0))
+
+    # --- Open Inference Protocol over gRPC (Serve routes each RPC to the method of its name) ------
+    def ServerLive(self, request):
+        return grpc_v2.pb.ServerLiveResponse(live=True)
+
+    def ServerReady(self, request):
+        return grpc_v2.pb.ServerReadyResponse(ready=True)
+
+    def ModelReady(self, request, grpc_context):
+        try:
+            self.core.resolve(request.name)
+        except UnknownName as e:
+            grpc_v2.fail(grpc_context, 404, str(e))
+            return grpc_v2.pb.ModelReadyResponse(ready=False)
+        return grpc_v2.pb.ModelReadyResponse(ready=True)
+
+    def ServerMetadata(self, request):
+        return grpc_v2.server_metadata(oip.server_metadata("hybridserve", VERSION))
+
+    def ModelMetadata(self, request, grpc_context):
+        try:
+            return grpc_v2.model_metadata(self._metadata(request.name))
+        except UnknownName as e:
+            grpc_v2.fail(grpc_context, 404, str(e))
+            return grpc_v2.pb.ModelMetadataResponse()
+
+    async def ModelInfer(self, request, grpc_context):
+        t0 = time.perf_counter()
+        size = request.ByteSize()
+        limit = int(self.settings.max_body_mb * 1024 * 1024)
+        try:
+            if size > limit:
+                raise _Failure(413, f"body: {size} bytes exceed the limit of {limit}")
+            resp = await self._infer(request.model_name, t0, lambda: grpc_v2.to_infer_request(request))
+        except _Failure as e:
+            if e.status != 503:
+                app_label = request.model_name if request.model_name in self.core.apps else ""
+                self.metrics.requests.labels(app_label, "", "none", "client_error").inc()
+            grpc_v2.fail(grpc_context, e.status, str(e))
+            return grpc_v2.pb.ModelInferResponse()
+        return grpc_v2.from_infer_response(resp)
+
+    # --- hybridserve's own endpoints -----------------------------------------------------------
+    @app.post("/feedback")
+    async def feedback(self, request: Request):
+        """Body {"id": "<request id>", "label": <class id or label>}, or a list of them: the
+        true class of served requests. A list answers 200 with one result per item."""
+        try:
+            doc = await request.json()
+        except ValueError:
+            return _error(400, "body: not valid JSON")
+        if isinstance(doc, list):
+            results = []
+            for i, item in enumerate(doc):
+                status, out = self._feedback_one(item)
+                results.append(out if status == 200 else {"status": status, **out})
+            return {"results": results}
+        status, out = self._feedback_one(doc)
+        return out if status == 200 else _error(status, out["error"])
+
+    def _feedback_one(self, doc) -> tuple[int, dict]:
+        if not isinstance(doc, dict):
+            return 400, {"error": "body: must be a JSON object"}
+        rid, label = doc.get("id"), doc.get("label")
+        if not isinstance(rid, str) or not rid:
+            return 400, {"error": "id: must be the non-empty id of a served request"}
+        if isinstance(label, bool) or not isinstance(label, (int, str)):
+            return 400, {"error": "label: must be a class id (integer) or a label (string)"}
+        pending = self.core._pending.get(rid)
+        if pending is None:
+            return 404, {"error": f"id: no request {rid!r} awaiting feedback (unknown, sent to a variant, "
+                                  f"already labelled or older than {self.settings.feedback_window_s:g} s)"}
+        labels = labels_of(pending.variant)
+        if isinstance(label, str):
+            if label not in labels:
+                return 400, {"error": f"label: {label!r} is not a label of {pending.variant}"}
+            label = labels.index(label)
+        elif not 0 <= label < len(labels):
+            return 400, {"error": f"label: class id {label} is outside [0, {len(labels) - 1}]"}
+        correct = self.core.feedback(rid, label)
+        self.metrics.feedback.labels(pending.app, pending.variant, str(correct).lower()).inc()
+        return 200, {"id": rid, "variant": pending.variant, "correct": correct}
+
+    @app.get("/apps")
+    def apps(self):
+        return {"apps": [{"name": a.name, "slo_ms": a.slo_ms, "min_accuracy": a.min_accuracy,
+                          "variants": list(a.variants)} for a in self.core.apps.values()],
+                "variants": [{"name": v, "accuracy": self.core.accuracy.get(v),
+                              "input_shape": list(spec_of(v).input_shape),
+                              "min_replicas": self.settings.options_for(v).min_replicas}
+                             for v in self.core.variants]}
+
+    @app.get("/status")
+    def status(self):
+        self.core.flush(time.time())
+        fns = self.functions.stats()
+        for v, st in fns.items():
+            st["planned_memory_mb"], st["warm_pool"] = self.fn_memory.get(v), self.fn_warm_pool.get(v)
+        targets = {v: {k: r for k, (_, r) in t.items()} for v, t in self.targets.items()}
+        return _plain({"uptime_s": round(time.time() - self.started_s, 1), **self.core.summary(),
+                       "functions": fns, "vm_targets": targets, "vm_cost_per_request_usd": self.vm_cost_usd,
+                       "control": self.control_status})
+
+    @app.get("/metrics")
+    def prometheus(self):
+        body, content_type = self.metrics.exposition()
+        return Response(content=body, media_type=content_type)
+
+    # --- the control loop's side door (DeploymentHandle calls from the daemon) ------------------
+    def collect(self, now_s: float) -> dict:
+        """What was measured since the last call: telemetry, VM backlogs, function interval stats."""
+        out = self.telemetry.take(now_s)
+        out["classes"], out["models"] = list(self.core.apps), list(self.core.variants)
+        out["backlog"] = dict(self.core.inflight_vm)
+        functions = {}
+        for v, st in self.functions.stats().items():
+            prev = self._fn_prev.get(v, {"invocations": 0, "cold_starts": 0, "duration_ms_sum": 0.0})
+            inv = st["invocations"] - prev["invocations"]
+            dur_sum = st["mean_duration_ms"] * st["invocations"]
+            functions[v] = {"memory_mb": self.fn_memory.get(v, st["memory_mb"]), "warm_instances": st["instances"],
+                            "peak_concurrency": st["peak_concurrency"], "invocations": inv,
+                            "cold_starts": st["cold_starts"] - prev["cold_starts"],
+                            "mean_duration_ms": (dur_sum - prev["duration_ms_sum"]) / inv if inv else 0.0}
+            self._fn_prev[v] = {"invocations": st["invocations"], "cold_starts": st["cold_starts"],
+                                "duration_ms_sum": dur_sum}
+        self.functions.reset_peaks()
+        out["functions"] = functions
+        return out
+
+    def apply_control(self, update: dict) -> None:
+        """Carry out the router's part of a Plan and show the control status."""
+        from controller.config import FunctionPlatformConfig
+
+        if "function_pricing" in update:
+            self.fn_pricing = FunctionPlatformConfig.model_validate(update["function_pricing"])
+        for v, budget in update.get("routes", {}).items():
+            if v in self.core.route_budget_ms or v in self.core.variants:
+                self.core.route_budget_ms[v] = budget
+        for fc in update.get("functions", []):
+            v = fc["model"]
+            if v not in self.fn_memory:
+                continue
+            self.fn_memory[v], self.fn_warm_pool[v] = int(fc["memory_mb"]), int(fc["warm_pool"])
+            self.functions.deploy(v, self.fn_memory[v], warm_pool=self.fn_warm_pool[v])
+            self.metrics.function_memory_mb.labels(v).set(self.fn_memory[v])
+            self.metrics.function_warm_pool.labels(v).set(self.fn_warm_pool[v])
+        if self.settings.control.prewarm_functions:
+            self._prewarm()
+        if "vm_apps" in update:
+            self._set_vm_targets(update["vm_apps"])
+        for v, usd in update.get("vm_cost_per_request_usd", {}).items():
+            self.vm_cost_usd[v] = float(usd)
+            self.metrics.vm_cost_per_request_usd.labels(v).set(float(usd))
+        for v, budget in update.get("routes", {}).items():
+            if budget is not None:
+                self.metrics.route_budget_ms.labels(v).set(budget)
+        if "status" in update:
+            self.control_status = update["status"]
+            self.metrics.set_control(self.control_status)
+
+    def _set_vm_targets(self, vm_apps: dict) -> None:
+        """vm_apps: variant -> {serve app name: replicas}. Removed targets get no new requests
+        (their requests in flight finish: the daemon drains before deleting the app)."""
+        for v in self.core.variants:
+            wanted = vm_apps.get(v, {})
+            current = self.targets[v]
+            for key in [k for k in current if k != HEAD and k not in wanted]:
+                del current[key]
+            for key, replicas in wanted.items():
+                if key not in current:
+                    current[key] = (serve.get_deployment_handle(f"model-{v}", app_name=key), int(replicas))
+            self.core.vm_replicas[v] = sum(r for k, (_, r) in current.items() if k != HEAD)
+
+    def _prewarm(self) -> None:
+        """Start instances up to each function's planned warm pool (a cold start paid now, in the
+        background, rather than by a request)."""
+        for v, pool in self.fn_warm_pool.items():
+            st = self.functions.stats().get(v, {})
+            missing = pool - st.get("instances", 0)
+            if missing <= 0 or v in self._prewarming:
+                continue
+            self._prewarming.add(v)
+            x = np.zeros((1,) + tuple(spec_of(v).input_shape), np.float32)
+
+            def warm(variant=v, n=missing, x=x):
+                # n invocations at once, so n instances start (one alone would reuse one instance).
+                try:
+                    threads = [threading.Thread(target=self.functions.invoke,
+                                                args=(variant, x, self.settings.functions.timeout_s))
+                               for _ in range(n)]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                finally:
+                    self._prewarming.discard(variant)
+            threading.Thread(target=warm, name=f"prewarm-{v}", daemon=True).start()

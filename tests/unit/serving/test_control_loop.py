@@ -1,0 +1,100 @@
+"""serving.control_loop.ControlLoop with in-memory stand-ins for the router handle and the VM
+provider (FakeVmProvider): the policy's Plan is carried out through the guard, the router gets
+routes, function configs and status, and a failing tick is counted, not raised."""
+import numpy as np
+import pytest
+
+from controller.config import load_config
+from procurement.providers.fake import FakeVmProvider
+from serving.control_loop import ControlLoop
+from serving.live_catalog import build_live_catalog
+from serving.router import App
+from serving.settings import serving_config
+from serving.telemetry import IntervalStats
+
+MODELS = ["digits-large", "digits-medium", "digits-small"]
+
+
+class _Call:
+    def __init__(self, fn):
+        self.fn = fn
+
+    def remote(self, *args):
+        value = self.fn(*args)
+
+        class Done:
+            def result(self, timeout_s=None):
+                if isinstance(value, Exception):
+                    raise value
+                return value
+        return Done()
+
+
+class FakeRouter:
+    """The router's two control methods over a real IntervalStats fed `rate_per_s` requests."""
+
+    def __init__(self, rate_per_s: int):
+        self.rate_per_s, self.fail = rate_per_s, False
+        self.t = IntervalStats(["digits"], MODELS, 0.0)
+        self.updates = []
+        self.collect = _Call(self._collect)
+        self.apply_control = _Call(self.updates.append)
+
+    def _collect(self, now_s):
+        if self.fail:
+            return RuntimeError("router unreachable")
+        for sec in range(int(self.t.start_s), int(now_s)):
+            for k in range(self.rate_per_s):
+                self.t.arrival(sec + 0.5, "digits", "digits-small")
+                self.t.outcome("digits-small", "vm", 5.0, True)
+        d = self.t.take(now_s)
+        d.update(classes=["digits"], models=MODELS, backlog={m: 0 for m in MODELS}, functions={})
+        return d
+
+
+@pytest.fixture
+def loop_parts(tmp_path):
+    cfg = load_config("tests/integration/live.yaml")
+    settings = serving_config(cfg, {"control": {"max_vms": 1, "instance_types": ["local.small"], "vm_boot_s": 1,
+                                                "policy_params": {"predictor": "last-value"}}})
+    fake_ms = {1: 1.0, 2: 1.2, 4: 1.5, 8: 2.0}
+    acc = {"digits-large": 0.98, "digits-medium": 0.97, "digits-small": 0.9}
+    catalog = build_live_catalog(cfg.catalog.dir, str(tmp_path), MODELS, acc, ["local.small"], 1.0,
+                                 measure=lambda v: (fake_ms, 50.0))
+    app = App("digits", 200.0, 0.85, tuple(MODELS))
+    return cfg, settings, app, catalog
+
+
+def test_load_buys_one_vm_through_the_guard_and_pushes_the_plan(loop_parts):
+    cfg, settings, app, catalog = loop_parts
+    router = FakeRouter(rate_per_s=60)
+    vms = FakeVmProvider.from_catalog(catalog, np.random.default_rng(0))
+    clock = [1000.0]
+    loop = ControlLoop(cfg, settings, [app], catalog, router, vms, clock=lambda: clock[0])
+    for _ in range(6):
+        loop.tick()
+        clock[0] += 2.0
+    fleet = vms.list(clock[0])
+    assert len(fleet) == 1 and fleet[0].instance_type == "local.small"  # max_vms 1, whatever the plan says
+    assert loop.errors.get("tick", 0) == 0 and loop.ticks == 6
+    last = router.updates[-1]
+    assert set(last["routes"]) <= set(MODELS) and last["status"]["policy"] == "hybrid"
+    assert last["status"]["fleet"][0]["vm_id"] == fleet[0].vm_id
+    assert last["status"]["cost_usd"]["vm"] > 0  # a live VM bills from its launch
+    assert last["status"]["forecast"]["digits"]["mean_per_s"] > 0
+
+
+def test_a_failing_tick_is_counted_and_the_next_one_runs(loop_parts):
+    cfg, settings, app, catalog = loop_parts
+    router = FakeRouter(rate_per_s=1)
+    clock = [1000.0]
+    loop = ControlLoop(cfg, settings, [app], catalog, router,
+                       FakeVmProvider.from_catalog(catalog, np.random.default_rng(0)), clock=lambda: clock[0])
+    router.fail = True
+    loop.tick()
+    assert loop.errors == {"tick": 1} and "router unreachable" in loop.last_error
+    assert router.updates[-1]["status"]["tick"]["errors"] == {"tick": 1}
+    router.fail = False
+    clock[0] += 2.0
+    loop.tick()
+    assert loop.ticks == 1 and loop.last_good_s == 1002.0
