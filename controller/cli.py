@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--http-port", type=int, help="HTTP port (default: serving.http_port, 8000)")
     r.add_argument("--http-host", help="HTTP address (default: serving.http_host, 127.0.0.1)")
     r.add_argument("--grpc-port", type=int, help="KServe v2 gRPC port (default: serving.grpc_port, 9000; 0: off)")
+    r.add_argument("--endpoint-url", help="AWS API endpoint for an aws provider, e.g. a moto server "
+                   "(default: provider.endpoint_url, else AWS itself)")
 
     g = sub.add_parser("loadgen", help="replay a trace against a running `hybridserve run`")
     g.add_argument("--url", default="http://127.0.0.1:8000")
@@ -130,11 +132,12 @@ def _policies(args) -> int:
 def _run(args) -> int:
     from controller.config import load_config
     from serving.settings import serving_config
+    from serving.vm_fleet import fleet_settings, with_endpoint_url
 
-    cfg = load_config(args.config)
+    cfg = with_endpoint_url(load_config(args.config), args.endpoint_url)
     overrides = {k: v for k, v in {"http_port": args.http_port, "http_host": args.http_host,
                                    "grpc_port": args.grpc_port}.items() if v is not None}
-    settings = serving_config(cfg, overrides)
+    settings = fleet_settings(cfg, serving_config(cfg, overrides))  # validates an aws `provider:` too
     from serving.daemon import prepare, run
     from serving.runtimes import UnknownVariant
     try:

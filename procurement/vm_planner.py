@@ -154,9 +154,10 @@ def _solve(options, need, allow_spot, spot_max_share, max_instances, incumbent, 
     n_pen = n if (penalty > 0 and inc.any()) else 0
     n_short = len(models) if max_instances is not None else 0
     nv = n + n_pen + n_short
-    # Shortfall keeps the problem feasible under max_instances: a unit of unmet demand costs
-    # 1000x the dearest $ per capacity of any VM, so it is used only when VMs cannot be had.
-    c = np.concatenate([price, np.full(n_pen, penalty), np.full(n_short, 1e3 * (price / cap).max())])
+    # Shortfall keeps the problem feasible under max_instances, used only when VMs cannot be
+    # had: even 0.01 req/s left unmet costs 10x the dearest option (a per-capacity price would
+    # make cheap, high-capacity options look not worth buying for a thin demand).
+    c = np.concatenate([price, np.full(n_pen, penalty), np.full(n_short, 1e3 * price.max())])
     blocks, lbs, ubs = [], [], []
     cover = np.zeros((len(models), nv))
     cover[m_of, np.arange(n)] = cap

@@ -5,20 +5,30 @@ Every tick (its time chosen by the policy's `Plan.next_tick_s`, at most `control
    (`Router.collect`: per-second arrivals by query class and by model, class x model counts,
    outcomes per model, VM backlogs, function interval stats);
 2. build the `Observation` exactly as controller/sim/engine.py does (same fields, the live
-   catalog's model order), with the fleet from `LocalVmProvider.list`;
+   catalog's model order), with the fleet from the VM provider's `list` (local or aws); a VM
+   the provider calls `ready` whose Ray node has not joined yet is shown to the policy as
+   `booting` (in flight, serving nobody), and in the status as `ready-but-not-joined`;
 3. `plan, state = policy.decide(obs, state, rng)` (default `hybrid`);
-4. carry the Plan out: launches through `Guard.filter_launches` then `LocalVmProvider.launch`
-   (a VM is a Ray worker node; once it has joined, the model's Serve replicas are deployed on
-   it as the app `vm-<vm id>`, pinned by the vm-id resource); terminations drain (the router
+4. carry the Plan out: launches through `Guard.filter_launches` (priced at the provider's
+   worst case when it may fall back to a dearer type: `worst_case_price_usd_per_h`) then
+   `VmProvider.launch` (a VM is a Ray worker node; once its node has joined the cluster, the
+   model's Serve replicas are deployed on it as the app `vm-<vm id>`, pinned by the vm-id
+   resource; a node that never joins blocks nothing); terminations drain (the router
    stops sending, `drain_s`, `serve.delete`) then stop that node; function memory and warm
    pool, routes (VM wait budgets) and cost per request go to the router (`apply_control`);
 5. bill with controller/ledger.py (VMs per second with the minimum; functions per invocation,
    as the router measured them) and push the status (cost, fleet, forecast, tick health).
 The loop never dies: a failing tick is counted (by kind) and logged, and the next one runs.
-Fleet actions that wait (a node joining, a drain) run on a small worker pool, not in the tick.
+Fleet actions that wait (a deploy, a drain) run on a small worker pool, not in the tick.
+
+At start the loop adopts the deployment's VMs left by an earlier controller (`adopt`): they
+are in the fleet the policy reconciles against, so nothing is bought twice. At stop it
+releases the fleet when `release_on_exit` (always for local VMs, which cannot outlive this
+process's Ray head), else leaves it running for the next start to adopt (aws by default).
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -47,7 +57,11 @@ def policy_config(cfg, settings):
 
 
 class ControlLoop:
-    def __init__(self, cfg, settings, apps, catalog, router, vm_provider, clock=time.time, seed: int = 0):
+    def __init__(self, cfg, settings, apps, catalog, router, vm_provider, clock=time.time, seed: int = 0,
+                 release_on_exit: bool = True, joined_vm_ids=None):
+        """release_on_exit: `stop()` terminates the fleet (else leaves it for the next start to
+        adopt). joined_vm_ids: () -> the vm ids whose Ray node is alive in the cluster (default:
+        from `ray.nodes()`; nothing when Ray is not initialized)."""
         self.settings, self.ctl = settings, settings.control
         self.cfg = policy_config(cfg, settings)
         self.catalog = catalog
@@ -62,6 +76,13 @@ class ControlLoop:
         self.rng = np.random.default_rng(seed)
         self.state = self.policy.initial_state(self.ctx, self.rng)
         self.guard = Guard.from_config(self.cfg.vms)
+        # A provider that may fall back to a dearer type on a capacity error prices a launch at
+        # its worst case, so a fallback can never take spend past the guard.
+        self._guard_price = getattr(vm_provider, "worst_case_price_usd_per_h", None) or self._price
+        self._terminate_takes_grace = "grace_s" in inspect.signature(vm_provider.terminate).parameters
+        self.release_on_exit = release_on_exit
+        self._joined_vm_ids = joined_vm_ids or _ray_joined_vm_ids
+        self.adopted: list = []  # VmRecords taken over at start
         self.ledger = Ledger()
         self.interval_s = self.cfg.policy.control_interval_s
         self.ticks, self.errors = 0, {}
@@ -73,6 +94,8 @@ class ControlLoop:
         self._joining: dict[str, object] = {}  # vm id -> future of its deploy
         self._releasing: set[str] = set()
         self._records: dict[str, object] = {}  # vm id -> last VmRecord seen (for billing)
+        self._not_joined: set[str] = set()  # `ready` per the provider, Ray node not in the cluster
+        self._late_join_warned: set[str] = set()
         self._fn_spend_usd_per_h = 0.0
         self._last_status: dict = {}
         self.events: list[str] = []  # the last fleet events and errors, newest last (shown in /status)
@@ -84,6 +107,7 @@ class ControlLoop:
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         self._push({"function_pricing": self.cfg.functions.model_dump()})
+        self.adopt()
         self._thread = threading.Thread(target=self._run, name="control-loop", daemon=True)
         self._thread.start()
 
@@ -92,16 +116,46 @@ class ControlLoop:
             next_s = self.tick()
             self._stop.wait(max(1.0, min(self.interval_s, next_s - self.clock())))
 
-    def stop(self) -> None:
-        """Stop ticking, then drain and release every VM (waits for them)."""
+    def adopt(self) -> list:
+        """Take over the deployment's VMs an earlier controller left (once, at start). They are
+        billed from their launch time and listed like our own, so the policy's reconcile counts
+        them and buys nothing twice. Never raises: a failed lookup is counted, and `list` finds
+        them on the next tick anyway."""
+        adopt = getattr(self.vms, "adopt", None)
+        if adopt is None:
+            return []
+        try:
+            with self._lock:
+                self.adopted = list(adopt(self.clock()))
+        except Exception as e:
+            self._count("adopt")
+            self._event(f"adopting the fleet failed: {type(e).__name__}: {e}", logging.WARNING)
+            return []
+        for rec in self.adopted:
+            self._records[rec.vm_id] = rec
+        if self.adopted:
+            self._event(f"adopted {len(self.adopted)} VM(s): "
+                        + ", ".join(f"{r.vm_id} ({r.instance_type}, {r.model}, {r.state})" for r in self.adopted))
+        return self.adopted
+
+    def stop(self, release: bool | None = None) -> list[str]:
+        """Stop ticking; then, if `release` (default: `release_on_exit`), drain and release every
+        VM (waits for them). Returns the ids of the VMs left running."""
+        release = self.release_on_exit if release is None else release
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=_RPC_TIMEOUT_S + 5)
         self._pool.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             records = self.vms.list(self.clock())
+        if not release:
+            kept = [r.vm_id for r in records if r.vm_id not in self._releasing]
+            if kept:
+                self._event(f"left {len(kept)} VM(s) running for the next start to adopt: {', '.join(kept)}")
+            return kept
         for rec in records:
             self._release(rec.vm_id, drain=False)
+        return []
 
     # --- one tick -----------------------------------------------------------------------------
     def tick(self) -> float:
@@ -163,7 +217,9 @@ class ControlLoop:
                 for j, m in enumerate(r_models):
                     if m in mi:
                         cm[ci[c], mi[m]] = cm_r[k, j]
-        vms = tuple(VmView(r.vm_id, r.request_id, r.instance_type, r.model, r.state, r.launched_s, r.spot)
+        # A VM whose node has not joined serves nobody yet: to the policy it is still in flight.
+        vms = tuple(VmView(r.vm_id, r.request_id, r.instance_type, r.model,
+                           "booting" if r.vm_id in self._not_joined else r.state, r.launched_s, r.spot)
                     for r in records if r.state in ("booting", "ready") and r.vm_id not in self._releasing)
         functions = {m: FunctionView(m, int(f["memory_mb"]), int(f["warm_instances"]), int(f["peak_concurrency"]),
                                      int(f["invocations"]), int(f["cold_starts"]), float(f["mean_duration_ms"]))
@@ -182,7 +238,8 @@ class ControlLoop:
         return self.catalog.instance_type(instance_type).price_usd_per_h(spot)
 
     def _apply(self, plan, now_s: float, records) -> None:
-        allowed, refused = self.guard.filter_launches(plan.launches, records, self._price, self._fn_spend_usd_per_h)
+        allowed, refused = self.guard.filter_launches(plan.launches, records, self._guard_price,
+                                                      self._fn_spend_usd_per_h)
         for why in refused:
             self._count("guard_refused")
             self._event(why)
@@ -198,12 +255,34 @@ class ControlLoop:
                 self._pool.submit(self._release, term.vm_id, True)
 
     def _join_ready(self, records) -> None:
-        """Deploy the model's replicas on every VM whose node has started (once)."""
+        """Deploy the model's replicas on every `ready` VM whose Ray node has joined (once).
+
+        Joining is checked here, once per tick, rather than waited for on the worker pool: a VM
+        whose node never joins (a broken user data, a security group, a moto instance) stays
+        `ready-but-not-joined` without holding a worker, so drains and releases still run."""
         for rec in records:
             self._records[rec.vm_id] = rec
-            if rec.state == "ready" and rec.vm_id not in self._vm_app and rec.vm_id not in self._joining \
-                    and rec.vm_id not in self._releasing:
+        waiting = [r for r in records if r.state == "ready" and r.vm_id not in self._vm_app
+                   and r.vm_id not in self._joining and r.vm_id not in self._releasing]
+        joined: set[str] = set()
+        if waiting:
+            try:
+                joined = set(self._joined_vm_ids())
+            except Exception as e:  # the GCS did not answer: nobody joins this tick, the tick goes on
+                self._count("ray_nodes")
+                log.warning("listing the Ray nodes failed: %s", e)
+        self._not_joined = {r.vm_id for r in waiting if r.vm_id not in joined}
+        now_s = self.clock()
+        for rec in waiting:
+            if rec.vm_id in joined:
                 self._joining[rec.vm_id] = self._pool.submit(self._deploy_on_vm, rec)
+            elif rec.vm_id not in self._late_join_warned and rec.ready_s is not None \
+                    and now_s - rec.ready_s > _JOIN_TIMEOUT_S:
+                self._late_join_warned.add(rec.vm_id)
+                self._count("vm_not_joined")
+                self._event(f"{rec.vm_id} is up but its Ray node has not joined in {_JOIN_TIMEOUT_S:g} s "
+                            f"(user data, security group, head address?); serving goes on without it",
+                            logging.WARNING)
 
     def _deploy_on_vm(self, rec) -> None:
         import ray
@@ -259,7 +338,10 @@ class ControlLoop:
                 except Exception as e:  # Serve is already down (shutdown path)
                     log.debug("serve.delete(%s): %s", entry[1], e)
             rec = self._records.get(vm_id)
-            self.vms.terminate(vm_id, self.clock(), grace_s=self.ctl.vm_stop_grace_s)
+            if self._terminate_takes_grace:  # local: SIGTERM to SIGKILL of the node's process
+                self.vms.terminate(vm_id, self.clock(), grace_s=self.ctl.vm_stop_grace_s)
+            else:
+                self.vms.terminate(vm_id, self.clock())
             with self._lock:
                 self._vm_app.pop(vm_id, None)
                 if rec is not None:
@@ -320,7 +402,8 @@ class ControlLoop:
         arrivals = {c: float(class_rows[:, k].sum() / span_s) for k, c in enumerate(data["classes"])}
         fleet = [{"vm_id": r.vm_id, "instance_type": r.instance_type, "model": r.model,
                   "state": ("draining" if r.vm_id in self._releasing else
-                            "serving" if r.vm_id in self._vm_app else r.state),
+                            "serving" if r.vm_id in self._vm_app else
+                            "ready-but-not-joined" if r.vm_id in self._not_joined else r.state),
                   "age_s": round(now_s - r.launched_s, 1)} for r in records]
         status = {"policy": self.policy.name, "cost_usd": self.cost_usd(now_s), "fleet": fleet,
                   "forecast": self._forecast(now_s), "arrivals_per_s": arrivals,
@@ -341,7 +424,8 @@ class ControlLoop:
                 "status": status}
 
     def health(self) -> dict:
-        return {"ticks": self.ticks, "errors": dict(self.errors), "last_error": self.last_error,
+        return {"ticks": self.ticks, "adopted": [r.vm_id for r in self.adopted], "errors": dict(self.errors),
+                "last_error": self.last_error,
                 "events": list(self.events),
                 "last_good_s": self.last_good_s, "last_duration_s": self.last_duration_s,
                 "interval_s": self.interval_s}
@@ -352,3 +436,13 @@ class ControlLoop:
         except Exception as e:
             self._count("push")
             log.warning("pushing the plan to the router failed: %s", e)
+
+
+def _ray_joined_vm_ids() -> set[str]:
+    """Ids of the VMs whose Ray node is alive: each worker carries a resource named after its VM
+    (`--resources '{"<vm id>": 1}'`). Nothing when Ray is not initialized (unit tests)."""
+    import ray
+
+    if not ray.is_initialized():
+        return set()
+    return {k for n in ray.nodes() if n.get("Alive") for k in n.get("Resources", {})}

@@ -10,9 +10,13 @@ Steps, in order:
    Serve with HTTP on `http_host:http_port` and KServe v2 gRPC on `grpc_port` (proxy on the head
    only: a VM's node must not start a second proxy on the same ports), and deploy the router and
    model deployments;
-5. start the control loop (serving.control_loop) with a LocalVmProvider joined to this head;
+5. start the control loop (serving.control_loop) with the config's VM provider (serving.vm_fleet:
+   a LocalVmProvider joined to this head, or with `provider.name: aws` an AwsVmProvider whose
+   instances join the head at `provider.vm.ray_head_address`); the loop adopts the fleet left
+   by an earlier start;
 6. print the endpoints and wait for SIGINT / SIGTERM;
-7. stop the loop and release the fleet (drain, delete the VM apps, stop their nodes), shut down
+7. stop the loop and release the fleet (drain, delete the VM apps, stop their nodes; an aws fleet
+   is left running for the next start to adopt unless `serving.control.release_on_exit`), shut down
    Serve (the router stops its local function instances) and Ray; nothing is left.
 """
 from __future__ import annotations
@@ -44,6 +48,8 @@ def prepare(cfg: Config, settings: ServingConfig):
         raise ValueError("no app to serve: set serving.apps or serving.serve_config_apps: true")
     variants = sorted({v for a in apps for v in a.variants})
     accuracy = variant_accuracy(variants, catalog)
+    from serving.security import check_settings
+    check_settings(settings, [a.name for a in apps])
     # Build the router's decision core once here: a bad selector name or params, or a floor no
     # variant meets, fails now with one line instead of inside a Serve replica.
     from selector import NoFeasibleModel
@@ -79,6 +85,13 @@ def start(cfg: Config, settings: ServingConfig, out=sys.stdout, on_ray_started=N
     from serving.deployments import build_app
 
     t0 = time.perf_counter()
+    from serving.security import install_redaction
+    install_redaction()  # secrets in the environment never reach a log line (serving.security)
+    # Serve's gRPC proxy accepts 2 GiB messages by default and buffers them before the router
+    # sees them: cap it near the router's own limit (which answers a clean RESOURCE_EXHAUSTED).
+    os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", str(int(settings.max_body_mb * 1024 * 1024) + 65536))
+    from serving.vm_fleet import build_vm_provider, fleet_settings
+    settings = fleet_settings(cfg, settings)  # aws: the fleet's instance types and cap
     apps, accuracy = prepare(cfg, settings)
     print(f"hybridserve: apps {', '.join(a.name for a in apps)}; variants "
           f"{', '.join(f'{v} ({acc:.3f})' for v, acc in sorted(accuracy.items()))}", file=out, flush=True)
@@ -102,16 +115,12 @@ def start(cfg: Config, settings: ServingConfig, out=sys.stdout, on_ray_started=N
     serve.run(build_app(apps, accuracy, settings), name=APP_NAME, route_prefix="/")
     url = f"http://{settings.http_host}:{settings.http_port}"
     if catalog is not None:
-        from procurement.providers.local import LocalVmProvider
         from serving.control_loop import ControlLoop
 
-        boot = settings.control.vm_boot_s
-        vms = LocalVmProvider(ctx.address_info["gcs_address"],
-                              boot_s=lambda t: boot if boot is not None else catalog.instance_type(t).boot_s_mean,
-                              vcpu_of=lambda t: catalog.instance_type(t).vcpu)
         try:
+            vms, release_on_exit = build_vm_provider(cfg, settings, catalog, ctx.address_info["gcs_address"])
             _loop = ControlLoop(cfg, settings, apps, catalog, serve.get_deployment_handle("router", APP_NAME), vms,
-                                seed=settings.seed)
+                                seed=settings.seed, release_on_exit=release_on_exit)
             _loop.start()
         except Exception as e:  # serve without a loop rather than not at all; say why
             log.exception("control loop not started")
@@ -136,9 +145,11 @@ def stop(out=sys.stdout) -> None:
         if _loop is not None:
             loop, _loop = _loop, None
             try:
-                loop.stop()  # releases the fleet while Serve and Ray are still up
+                kept = loop.stop()  # releases the fleet (if release_on_exit) while Serve and Ray are up
                 cost = loop.cost_usd(time.time())
-                print(f"hybridserve: fleet released; cost so far {cost['total']:.6f} USD "
+                fleet = (f"left {len(kept)} VM(s) running for the next start to adopt ({', '.join(kept)})"
+                         if kept else "fleet released")
+                print(f"hybridserve: {fleet}; cost so far {cost['total']:.6f} USD "
                       f"(VMs {cost['vm']:.6f}, functions {cost['function']:.6f})", file=out, flush=True)
                 import shutil
                 shutil.rmtree(loop.catalog.directory, ignore_errors=True)

@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 
-from serving import grpc_v2, oip
+from serving import grpc_v2, oip, security
 from serving.router import App, NoModel, RouterCore, UnknownName, _plain
 from serving.runtimes import spec_of
 from serving.settings import ServingConfig
@@ -66,6 +66,14 @@ class _BackendError(Exception):
     pass
 
 
+def _grpc_auth_codes() -> dict:
+    import grpc
+    return {401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_DENIED}
+
+
+_GRPC_AUTH = _grpc_auth_codes()
+
+
 @serve.deployment
 @serve.ingress(app)
 class Router:
@@ -94,8 +102,42 @@ class Router:
             self.functions.deploy(v, f.memory_mb)
             self.metrics.function_memory_mb.labels(v).set(f.memory_mb)
         self._prewarming: set[str] = set()
+        self._init_security_and_faults()
         self._stop = threading.Event()
         threading.Thread(target=self._reaper, name="function-reaper", daemon=True).start()
+
+    def _init_security_and_faults(self) -> None:
+        """Admin token, API keys, log redaction (serving.security); injected faults (tests)."""
+        import os
+
+        from prometheus_client import Counter
+
+        from procurement.providers.local import FunctionFaults
+
+        self.admin_token = security.load_admin_token(self.settings.admin_token_file)
+        self.api_keys = security.ApiKeys.from_settings(self.settings, {a.name: a.variants
+                                                                        for a in self.core.apps.values()})
+        security.install_redaction([self.admin_token or "", *self.api_keys.secrets()])
+        self.fn_memory_pinned: dict[str, int] = {}  # set by POST /admin/config; wins over the plan
+        self.admin_applied: dict = {}
+        self.allow_faults = os.environ.get("HYBRIDSERVE_ALLOW_FAULT_INJECTION") == "1"
+        if os.environ.get("HYBRIDSERVE_FUNCTION_FAULTS"):
+            self.functions.set_faults(FunctionFaults.parse(os.environ["HYBRIDSERVE_FUNCTION_FAULTS"]))
+        self._collect_faults = 0
+        self.retries = Counter("hybridserve_function_retries", "Failed function calls retried on a VM target",
+                               ["model", "reason"], registry=self.metrics.registry)
+        self.denied = Counter("hybridserve_denied", "Requests refused for credentials", ["endpoint", "status"],
+                              registry=self.metrics.registry)
+
+    def _check_key(self, name: str, headers, endpoint: str) -> None:
+        """Raise _Failure(401/403) when `name` is a protected app or variant without its key."""
+        if not self.api_keys.protected(name):
+            return
+        try:
+            self.api_keys.check(name, security.api_key_of(headers))
+        except security.Denied as e:
+            self.denied.labels(endpoint, str(e.status)).inc()
+            raise _Failure(e.status, str(e)) from None
 
     def _reaper(self) -> None:
         while not self._stop.wait(5.0):
@@ -132,19 +174,25 @@ class Router:
 
     @app.get("/v2/models/{name}")
     @app.get("/v2/models/{name}/versions/{version}")
-    def model_metadata(self, name: str, version: str | None = None):
+    def model_metadata(self, name: str, request: Request, version: str | None = None):
         try:
+            self._check_key(name, request.headers, "metadata")
             return self._metadata(name)
         except UnknownName as e:
             return _error(404, str(e))
+        except _Failure as e:
+            return _error(e.status, str(e))
 
     @app.get("/v2/models/{name}/ready")
     @app.get("/v2/models/{name}/versions/{version}/ready")
-    def model_ready(self, name: str, version: str | None = None):
+    def model_ready(self, name: str, request: Request, version: str | None = None):
         try:
+            self._check_key(name, request.headers, "ready")
             self.core.resolve(name)
         except UnknownName as e:
             return _error(404, str(e))
+        except _Failure as e:
+            return _error(e.status, str(e))
         return oip.health(ready=True)
 
     # --- infer, both protocols -------------------------------------------------------------------
@@ -154,12 +202,19 @@ class Router:
         t0 = time.perf_counter()
         limit = int(self.settings.max_body_mb * 1024 * 1024)
         try:
+            self._check_key(name, request.headers, "infer")
             declared = request.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
                 raise _Failure(413, f"body: {int(declared)} bytes exceed the limit of {limit}")
-            body = await request.body()
-            if len(body) > limit:
-                raise _Failure(413, f"body: {len(body)} bytes exceed the limit of {limit}")
+            # Read in chunks and stop at the limit: a chunked body without Content-Length must
+            # not be buffered whole before it is refused.
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _Failure(413, f"body: more than the limit of {limit} bytes")
+                chunks.append(chunk)
+            body = b"".join(chunks)
             resp = await self._infer(name, t0, lambda: oip.parse_infer_request(
                 body, request.headers.get(oip.HEADER_LENGTH), output_names=oip.CLASSIFICATION_OUTPUTS))
         except _Failure as e:
@@ -182,7 +237,7 @@ class Router:
             batch = oip.batch_from_request(req, spec_of(variant).input_shape, self.settings.max_samples_per_request)
             slo_ms = req.slo_ms or (a.slo_ms if a else math.inf)
             self.telemetry.arrival(now_s, app_label, variant)
-            probs, backend, cold, target, fn_usd = await self._run(variant, batch, slo_ms)
+            probs, backend, cold, target, fn_usd, retried = await self._run(variant, batch, slo_ms, t0)
         except oip.InvalidInput as e:
             raise _Failure(400, str(e)) from None
         except UnknownName as e:
@@ -202,6 +257,8 @@ class Router:
         self.telemetry.outcome(variant, backend, latency_ms, met, fn_usd)
         params = {"variant": variant, "backend": backend, "latency_ms": round(latency_ms, 3), "cold_start": cold,
                   "slo_met": met, "target": target}
+        if retried:
+            params["retried_from"] = retried
         if a is not None:
             params.update(app=a.name, slo_ms=slo_ms)
         m = self.metrics
@@ -231,9 +288,11 @@ class Router:
                                                       f"{list(shape)}")
         return fits[0]
 
-    async def _run(self, variant: str, batch: np.ndarray, slo_ms: float):
-        """(probabilities, backend, cold start, target, function usd): a VM target, or a function
-        when the VM queue is too long."""
+    async def _run(self, variant: str, batch: np.ndarray, slo_ms: float, t0: float):
+        """(probabilities, backend, cold start, target, function usd, retried from): a VM target,
+        or a function when the VM queue is too long; a failed function call is retried once on
+        a VM target while the SLO budget allows (`retried from` says why, else None)."""
+        retried = None
         if self.core.should_spill(variant, slo_ms) and self._function_faster(variant):
             f = self.settings.functions
             res = await asyncio.to_thread(self.functions.invoke, variant, batch, f.timeout_s)
@@ -241,10 +300,18 @@ class Router:
                 self._function_gauges(variant)
                 from controller.ledger import function_charge_usd
                 usd = function_charge_usd(res.billed_ms, self.fn_memory.get(variant, f.memory_mb), self.fn_pricing)
-                return res.payload, "function", res.cold_start, "function", usd
-            if not (res.error or "").startswith("throttled"):
-                raise _BackendError(f"function {variant}: {res.error}")
-            # Throttled: queue at the VM deployment instead.
+                return res.payload, "function", res.cold_start, "function", usd, None
+            err = res.error or "error"
+            reason = "throttle" if err.startswith("throttled") else "timeout" if err.startswith("timeout") else "error"
+            # Throttled: queue at the VM deployment instead (as before). Failed or timed out: retry
+            # on a VM target only if what is left of the SLO covers the VM's expected time, e.g.
+            # SLO 200 ms, 120 ms spent, 30 ms expected at the VM: 150 <= 200, retry.
+            elapsed_ms = (time.perf_counter() - t0) * 1000.0
+            if reason != "throttle" and elapsed_ms + self.core.expected_vm_ms(variant) > slo_ms:
+                raise _BackendError(f"function {variant}: {err}; no SLO budget left to retry on a VM "
+                                    f"({elapsed_ms:.0f} ms of {slo_ms:g} ms spent)")
+            self.retries.labels(variant, reason).inc()
+            retried = f"function:{reason}"
         key, handle = self._pick_target(variant)
         self.core.vm_started(variant)
         self.target_inflight[(variant, key)] = self.target_inflight.get((variant, key), 0) + 1
@@ -258,7 +325,7 @@ class Router:
             self.core.vm_finished(variant, batch_ms)
             self.target_inflight[(variant, key)] -= 1
             self.metrics.vm_inflight.labels(variant).set(self.core.inflight_vm[variant])
-        return probs, "vm", cold, key, 0.0
+        return probs, "vm", cold, key, 0.0, retried
 
     def _pick_target(self, variant: str):
         """The VM target with the fewest requests in flight per replica (head first on ties)."""
@@ -313,12 +380,19 @@ class Router:
         try:
             if size > limit:
                 raise _Failure(413, f"body: {size} bytes exceed the limit of {limit}")
+            if self.api_keys.protected(request.model_name):
+                meta = {k.lower(): v for k, v in grpc_context.invocation_metadata() if isinstance(v, str)}
+                self._check_key(request.model_name, meta, "grpc_infer")
             resp = await self._infer(request.model_name, t0, lambda: grpc_v2.to_infer_request(request))
         except _Failure as e:
             if e.status != 503:
                 app_label = request.model_name if request.model_name in self.core.apps else ""
                 self.metrics.requests.labels(app_label, "", "none", "client_error").inc()
-            grpc_v2.fail(grpc_context, e.status, str(e))
+            if e.status in _GRPC_AUTH:
+                grpc_context.set_code(_GRPC_AUTH[e.status])
+                grpc_context.set_details(str(e))
+            else:
+                grpc_v2.fail(grpc_context, e.status, str(e))
             return grpc_v2.pb.ModelInferResponse()
         return grpc_v2.from_infer_response(resp)
 
@@ -334,13 +408,13 @@ class Router:
         if isinstance(doc, list):
             results = []
             for i, item in enumerate(doc):
-                status, out = self._feedback_one(item)
+                status, out = self._feedback_one(item, request.headers)
                 results.append(out if status == 200 else {"status": status, **out})
             return {"results": results}
-        status, out = self._feedback_one(doc)
+        status, out = self._feedback_one(doc, request.headers)
         return out if status == 200 else _error(status, out["error"])
 
-    def _feedback_one(self, doc) -> tuple[int, dict]:
+    def _feedback_one(self, doc, headers) -> tuple[int, dict]:
         if not isinstance(doc, dict):
             return 400, {"error": "body: must be a JSON object"}
         rid, label = doc.get("id"), doc.get("label")
@@ -352,6 +426,10 @@ class Router:
         if pending is None:
             return 404, {"error": f"id: no request {rid!r} awaiting feedback (unknown, sent to a variant, "
                                   f"already labelled or older than {self.settings.feedback_window_s:g} s)"}
+        try:
+            self._check_key(pending.app, headers, "feedback")
+        except _Failure as e:
+            return e.status, {"error": str(e)}
         labels = labels_of(pending.variant)
         if isinstance(label, str):
             if label not in labels:
@@ -388,9 +466,105 @@ class Router:
         body, content_type = self.metrics.exposition()
         return Response(content=body, media_type=content_type)
 
+    # --- admin (bearer token; serving.security) ------------------------------------------------
+    def _admin(self, request: Request, endpoint: str):
+        """None when the caller holds the admin token, else the error response (404 when off)."""
+        try:
+            security.check_admin(self.admin_token, request.headers.get("authorization"))
+        except security.Denied as e:
+            if e.status != 404:
+                self.denied.labels(endpoint, str(e.status)).inc()
+            return _error(e.status, str(e))
+        return None
+
+    async def _admin_doc(self, request: Request, endpoint: str):
+        """(error response or None, parsed JSON body)."""
+        denied = self._admin(request, endpoint)
+        if denied is not None:
+            return denied, None
+        try:
+            return None, await request.json()
+        except ValueError:
+            return _error(400, "body: not valid JSON"), None
+
+    @app.post("/admin/config")
+    async def admin_config(self, request: Request):
+        """Apply a config patch live (what `hybridserve tune --apply` sends): pinned function
+        memory per model (wins over the tuner's plan), the spill fraction."""
+        err, doc = await self._admin_doc(request, "admin_config")
+        if err is not None:
+            return err
+        try:
+            patch = security.validate(security.AdminPatch, doc)
+        except ValueError as e:
+            return _error(422, str(e))
+        applied, ignored = {}, {}
+        for v, mb in patch.policy.function_memory_mb.items():
+            if v not in self.fn_memory:
+                ignored[f"policy.function_memory_mb.{v}"] = "not a served variant"
+                continue
+            self.fn_memory_pinned[v] = self.fn_memory[v] = mb
+            self.functions.deploy(v, mb, warm_pool=self.fn_warm_pool.get(v, 0))
+            self.metrics.function_memory_mb.labels(v).set(mb)
+            applied[f"policy.function_memory_mb.{v}"] = mb
+        if patch.policy.baseline_function_memory_mb is not None:
+            ignored["policy.baseline_function_memory_mb"] = ("read by the baseline policies at start; the live "
+                                                             "policy tunes function memory itself")
+        if patch.serving.spill_fraction is not None:
+            self.settings = self.settings.model_copy(update={"spill_fraction": patch.serving.spill_fraction})
+            self.core.settings = self.settings
+            applied["serving.spill_fraction"] = patch.serving.spill_fraction
+        self.admin_applied.update(applied)
+        log.info("admin: config patch applied: %s", sorted(applied))
+        return {"status": "applied", "applied": applied, "ignored": ignored}
+
+    @app.get("/admin/config")
+    def admin_config_get(self, request: Request):
+        denied = self._admin(request, "admin_config")
+        return denied or {"applied": self.admin_applied, "function_memory_mb": self.fn_memory,
+                          "spill_fraction": self.settings.spill_fraction}
+
+    @app.get("/admin/fleet")
+    def admin_fleet(self, request: Request):
+        """The fleet as the control loop last pushed it, the VM targets and function instances."""
+        denied = self._admin(request, "admin_fleet")
+        if denied is not None:
+            return denied
+        import ray
+        node = getattr(ray._private.worker, "_global_node", None)
+        return _plain({"fleet": self.control_status.get("fleet", []),
+                       "vm_targets": {v: {k: r for k, (_, r) in t.items()} for v, t in self.targets.items()},
+                       "functions": self.functions.stats(), "injected_faults": dict(self.functions.injected),
+                       "ray_session_dir": node.get_session_dir_path() if node is not None else None})
+
+    @app.post("/admin/faults")
+    async def admin_faults(self, request: Request):
+        """Inject faults (tests, soak): function errors / throttles / timeouts, failing collects.
+        Exists only with HYBRIDSERVE_ALLOW_FAULT_INJECTION=1 in the daemon's environment."""
+        if not self.allow_faults:
+            return _error(404, "not found")
+        err, doc = await self._admin_doc(request, "admin_faults")
+        if err is not None:
+            return err
+        from procurement.providers.local import FunctionFaults
+        try:
+            patch = security.validate(security.FaultsPatch, doc)
+        except ValueError as e:
+            return _error(422, str(e))
+        try:
+            if patch.function is not None:
+                self.functions.set_faults(FunctionFaults(**patch.function) if patch.function else None)
+        except (ValueError, TypeError) as e:
+            return _error(422, f"function: {e}")
+        self._collect_faults = patch.control_collect_errors
+        return {"status": "applied", "function": patch.function, "control_collect_errors": self._collect_faults}
+
     # --- the control loop's side door (DeploymentHandle calls from the daemon) ------------------
     def collect(self, now_s: float) -> dict:
         """What was measured since the last call: telemetry, VM backlogs, function interval stats."""
+        if self._collect_faults > 0:  # injected (POST /admin/faults): the loop must survive it
+            self._collect_faults -= 1
+            raise RuntimeError("injected fault: collect failed")
         out = self.telemetry.take(now_s)
         out["classes"], out["models"] = list(self.core.apps), list(self.core.variants)
         out["backlog"] = dict(self.core.inflight_vm)
@@ -422,7 +596,9 @@ class Router:
             v = fc["model"]
             if v not in self.fn_memory:
                 continue
-            self.fn_memory[v], self.fn_warm_pool[v] = int(fc["memory_mb"]), int(fc["warm_pool"])
+            # A memory pinned by the admin wins over the tuner's plan.
+            self.fn_memory[v] = self.fn_memory_pinned.get(v, int(fc["memory_mb"]))
+            self.fn_warm_pool[v] = int(fc["warm_pool"])
             self.functions.deploy(v, self.fn_memory[v], warm_pool=self.fn_warm_pool[v])
             self.metrics.function_memory_mb.labels(v).set(self.fn_memory[v])
             self.metrics.function_warm_pool.labels(v).set(self.fn_warm_pool[v])

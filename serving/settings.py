@@ -60,6 +60,9 @@ class ControlOptions(_Strict):
     drain_s: float = Field(default=2.0, ge=0, description="wait for requests in flight before a VM's replicas stop")
     vm_stop_grace_s: float = Field(default=10.0, gt=0, description="SIGTERM to SIGKILL for a VM's Ray node")
     prewarm_functions: bool = Field(default=True, description="start the planned warm pool of functions")
+    release_on_exit: bool = Field(default=False, description="aws: terminate the fleet when the daemon stops "
+                                  "(default: leave it running for the next start to adopt); local VMs are "
+                                  "always released")
     function_min_memory_mb: int = Field(default=1024, ge=128, le=10240, description="floor of the function "
                                         "tuner's memory: a local cold start imports mxnet under the CPU quota, "
                                         "which takes minutes below about half a vCPU")
@@ -86,6 +89,11 @@ class ServingConfig(_Strict):
     ray_num_cpus: int | None = Field(default=None, ge=1, description="CPUs the local Ray head declares")
     functions: FunctionOptions = FunctionOptions()
     control: ControlOptions = ControlOptions()
+    admin_token_file: str | None = Field(default=None, description="file holding the admin bearer token "
+                                         "(HYBRIDSERVE_ADMIN_TOKEN wins); neither: /admin/* is 404")
+    api_keys: dict[str, list[str]] = Field(default_factory=dict, description="app -> API keys its requests "
+                                           "need (X-API-Key); apps not listed are open")
+    api_key_files: dict[str, str] = Field(default_factory=dict, description="app -> file of API keys, one a line")
 
     def options_for(self, variant: str) -> VariantOptions:
         if variant in self.variants:

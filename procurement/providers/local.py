@@ -133,6 +133,39 @@ class _Function:
     cold_ms: float | None = None  # mean duration of the cold invocations so far
 
 
+@dataclass
+class FunctionFaults:
+    """Injected invocation faults (tests, the soak and the reliability report): each invoke fails,
+    before reaching an instance, with an error, a throttle (as Lambda's 429) or a timeout (the
+    call is held `hang_s`, at most its own timeout), with these probabilities."""
+
+    error_rate: float = 0.0
+    throttle_rate: float = 0.0
+    timeout_rate: float = 0.0
+    hang_s: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self):
+        rates = (self.error_rate, self.throttle_rate, self.timeout_rate)
+        if any(not 0.0 <= r <= 1.0 for r in rates) or sum(rates) > 1.0 + 1e-9:
+            raise ValueError(f"fault rates must be in [0, 1] and sum to at most 1, got {rates}")
+        if not 0.0 <= self.hang_s <= 600.0:
+            raise ValueError(f"hang_s must be in [0, 600], got {self.hang_s}")
+
+    @classmethod
+    def parse(cls, text: str) -> "FunctionFaults":
+        """"error=0.2,throttle=0.1,timeout=0.1,hang_s=0.5,seed=3" (HYBRIDSERVE_FUNCTION_FAULTS)."""
+        names = {"error": "error_rate", "throttle": "throttle_rate", "timeout": "timeout_rate",
+                 "hang_s": "hang_s", "seed": "seed"}
+        kw = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, _, value = part.partition("=")
+            if key.strip() not in names:
+                raise ValueError(f"unknown fault {key.strip()!r}; known: {', '.join(names)}")
+            kw[names[key.strip()]] = int(value) if key.strip() == "seed" else float(value)
+        return cls(**kw)
+
+
 class LocalFunctionProvider:
     """Functions as worker processes on this machine. Thread-safe: `invoke` blocks its caller."""
 
@@ -153,6 +186,41 @@ class LocalFunctionProvider:
         self._errors: list[ProviderError] = []
         self._seq = 0
         self._closed = False
+        self.faults: FunctionFaults | None = None
+        self._fault_rng = None
+        self.injected: dict[str, int] = {"error": 0, "throttle": 0, "timeout": 0}
+
+    def set_faults(self, faults: FunctionFaults | None) -> None:
+        """Inject invocation faults from now on (None: none)."""
+        import numpy as np
+        with self._lock:
+            self.faults = faults
+            self._fault_rng = np.random.default_rng(faults.seed) if faults else None
+
+    def _injected_fault(self, model: str, timeout_s: float) -> InvokeResult | None:
+        with self._lock:
+            f = self.faults
+            if f is None:
+                return None
+            u = float(self._fault_rng.random())
+        kind = ("error" if u < f.error_rate else "throttle" if u < f.error_rate + f.throttle_rate else
+                "timeout" if u < f.error_rate + f.throttle_rate + f.timeout_rate else None)
+        if kind is None:
+            return None
+        with self._lock:
+            self.injected[kind] += 1
+            if kind != "throttle":
+                fn = self._functions.get(model)
+                if fn is not None:
+                    fn.errors += 1
+        if kind == "throttle":
+            return InvokeResult(False, None, 0.0, 0.0, False, "throttled: injected fault")
+        if kind == "error":
+            return InvokeResult(False, None, 0.0, 0.0, False, "error: injected fault")
+        hang_s = min(f.hang_s, timeout_s)
+        time.sleep(hang_s)
+        return InvokeResult(False, None, hang_s * 1000.0, self._billed_ms(hang_s * 1000.0), False,
+                            "timeout (injected fault)")
 
     # --- FunctionProvider ----------------------------------------------------------------------
     def deploy(self, model: str, memory_mb: int, warm_pool: int = 0, batch_size: int = 1) -> None:
@@ -175,6 +243,10 @@ class LocalFunctionProvider:
 
     def invoke(self, model: str, payload: Any, timeout_s: float) -> InvokeResult:
         """Run one batch (float32 N×C×H×W) on an idle instance, starting one if none is idle."""
+        if self.faults is not None:
+            fault = self._injected_fault(model, timeout_s)
+            if fault is not None:
+                return fault
         self.reap()
         t0 = self._clock()
         try:
