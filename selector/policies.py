@@ -35,7 +35,7 @@ import math
 import numpy as np
 
 from selector.params import SelectorParams
-from selector.state import N, REWARD, ClassState
+from selector.state import COST, COST_PRIOR_COUNT, MET, N, REWARD, SLO_PRIOR_COUNT, ClassState
 
 BETA_NORMAL_MIN = 30.0  # n == 1 path: Beta(a, b) drawn as a normal when min(a, b) >= this
 
@@ -223,13 +223,22 @@ class Constrained:
     name = "constrained"
 
     def choose_one(self, cs, feasible, rng, p: SelectorParams) -> int:
-        a, b = (x.tolist() for x in cs.slo_beta(p.slo_prior_met, p.slo_prior_missed))
-        mean_cost = cs.mean_cost_usd().tolist()
+        # Plain floats (numpy's per-call cost dominates at 6 arms): the same Beta parameters as
+        # ClassState.slo_beta and the same mean cost as ClassState.mean_cost_usd.
+        n, met, cost = cs.stats[N].tolist(), cs.stats[MET].tolist(), cs.stats[COST].tolist()
+        p_met, p_cost = cs.prior_slo_met.tolist(), cs.prior_cost_usd.tolist()
+        c0, s0 = COST_PRIOR_COUNT, SLO_PRIOR_COUNT
+        mean_cost = [(ck + c0 * pc) / (nk + c0) for ck, pc, nk in zip(cost, p_cost, n)]
         # Arms in order of cost (stable: equal costs by position); the first whose sampled
         # P(SLO met) reaches the target wins, so usually a single Beta draw is needed.
         q: dict[int, float] = {}
         for k in sorted(_allowed(feasible, cs.num_arms), key=mean_cost.__getitem__):
-            q[k] = _beta_scalar(a[k], b[k], rng)
+            pk = p_met[k]
+            prior = 0.0 if pk != pk else pk  # NaN: no prior for this arm
+            known = 0.0 if pk != pk else s0
+            a = p.slo_prior_met + known * prior + met[k]
+            b = p.slo_prior_missed + known * (1.0 - prior) + n[k] - met[k]
+            q[k] = _beta_scalar(a, b, rng)
             if q[k] >= p.slo_target:
                 return k
         return max(q, key=q.__getitem__)  # none qualifies: the likeliest to meet the SLO
