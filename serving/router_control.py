@@ -1,0 +1,110 @@
+"""The router replica's side door for the control loop (DeploymentHandle calls from the
+daemon): `collect(now_s)` hands over what was measured since the last tick, `apply_control`
+carries out the router's part of a Plan (routes, function memory and warm pool, VM targets,
+cost per request, the status shown by /status and /metrics). A mixin of
+`serving.router_app.Router`, kept apart so the protocol endpoints stay in one file of their own.
+"""
+import threading
+
+import numpy as np
+from ray import serve
+
+from serving.runtimes import spec_of
+
+HEAD = "head"  # the target key of a variant's own deployment (replicas on the Ray head)
+
+
+class ControlSideDoor:
+    def collect(self, now_s: float) -> dict:
+        """What was measured since the last call: telemetry, VM backlogs, function interval stats."""
+        if self._collect_faults > 0:  # injected (POST /admin/faults): the loop must survive it
+            self._collect_faults -= 1
+            raise RuntimeError("injected fault: collect failed")
+        out = self.telemetry.take(now_s)
+        out["classes"], out["models"] = list(self.core.apps), list(self.core.variants)
+        out["backlog"] = dict(self.core.inflight_vm)
+        functions = {}
+        for v, st in self.functions.stats().items():
+            prev = self._fn_prev.get(v, {"invocations": 0, "cold_starts": 0, "duration_ms_sum": 0.0})
+            inv = st["invocations"] - prev["invocations"]
+            dur_sum = st["mean_duration_ms"] * st["invocations"]
+            functions[v] = {"memory_mb": self.fn_memory.get(v, st["memory_mb"]), "warm_instances": st["instances"],
+                            "peak_concurrency": st["peak_concurrency"], "invocations": inv,
+                            "cold_starts": st["cold_starts"] - prev["cold_starts"],
+                            "mean_duration_ms": (dur_sum - prev["duration_ms_sum"]) / inv if inv else 0.0}
+            self._fn_prev[v] = {"invocations": st["invocations"], "cold_starts": st["cold_starts"],
+                                "duration_ms_sum": dur_sum}
+        self.functions.reset_peaks()
+        out["functions"] = functions
+        return out
+
+    def apply_control(self, update: dict) -> None:
+        """Carry out the router's part of a Plan and show the control status."""
+        from controller.config import FunctionPlatformConfig
+
+        if "function_pricing" in update:
+            self.fn_pricing = FunctionPlatformConfig.model_validate(update["function_pricing"])
+        for v, budget in update.get("routes", {}).items():
+            if v in self.core.route_budget_ms or v in self.core.variants:
+                self.core.route_budget_ms[v] = budget
+        for fc in update.get("functions", []):
+            v = fc["model"]
+            if v not in self.fn_memory:
+                continue
+            # A memory pinned by the admin wins over the tuner's plan.
+            self.fn_memory[v] = self.fn_memory_pinned.get(v, int(fc["memory_mb"]))
+            self.fn_warm_pool[v] = int(fc["warm_pool"])
+            self.functions.deploy(v, self.fn_memory[v], warm_pool=self.fn_warm_pool[v])
+            self.metrics.function_memory_mb.labels(v).set(self.fn_memory[v])
+            self.metrics.function_warm_pool.labels(v).set(self.fn_warm_pool[v])
+        if self.settings.control.prewarm_functions:
+            self._prewarm()
+        if "vm_apps" in update:
+            self._set_vm_targets(update["vm_apps"])
+        for v, usd in update.get("vm_cost_per_request_usd", {}).items():
+            self.vm_cost_usd[v] = float(usd)
+            self.metrics.vm_cost_per_request_usd.labels(v).set(float(usd))
+        for v, budget in update.get("routes", {}).items():
+            if budget is not None:
+                self.metrics.route_budget_ms.labels(v).set(budget)
+        if "status" in update:
+            self.control_status = update["status"]
+            self.metrics.set_control(self.control_status)
+
+    def _set_vm_targets(self, vm_apps: dict) -> None:
+        """vm_apps: variant -> {serve app name: replicas}. Removed targets get no new requests
+        (their requests in flight finish: the daemon drains before deleting the app)."""
+        for v in self.core.variants:
+            wanted = vm_apps.get(v, {})
+            current = self.targets[v]
+            for key in [k for k in current if k != HEAD and k not in wanted]:
+                del current[key]
+            for key, replicas in wanted.items():
+                if key not in current:
+                    current[key] = (serve.get_deployment_handle(f"model-{v}", app_name=key), int(replicas))
+            self.core.vm_replicas[v] = sum(r for k, (_, r) in current.items() if k != HEAD)
+
+    def _prewarm(self) -> None:
+        """Start instances up to each function's planned warm pool (a cold start paid now, in the
+        background, rather than by a request)."""
+        for v, pool in self.fn_warm_pool.items():
+            st = self.functions.stats().get(v, {})
+            missing = pool - st.get("instances", 0)
+            if missing <= 0 or v in self._prewarming:
+                continue
+            self._prewarming.add(v)
+            x = np.zeros((1,) + tuple(spec_of(v).input_shape), np.float32)
+
+            def warm(variant=v, n=missing, x=x):
+                # n invocations at once, so n instances start (one alone would reuse one instance).
+                try:
+                    threads = [threading.Thread(target=self.functions.invoke,
+                                                args=(variant, x, self.settings.functions.timeout_s))
+                               for _ in range(n)]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                finally:
+                    self._prewarming.discard(variant)
+            threading.Thread(target=warm, name=f"prewarm-{v}", daemon=True).start()
