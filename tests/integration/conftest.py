@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from live_env import daemon_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "live.yaml")
@@ -136,7 +137,7 @@ def _reap(proc) -> list[int]:
 
 @pytest.fixture(scope="session")
 def live():
-    env = dict(os.environ)
+    env = daemon_env(os.environ)
     env.setdefault("HYBRIDSERVE_CACHE", os.path.join(tempfile.gettempdir(), "hybridserve-test-cache"))
     # Ray Serve's proxy can be cancelled when a loaded 2-core machine starts it too slowly: one
     # more attempt on fresh ports before failing.

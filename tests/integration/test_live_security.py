@@ -20,15 +20,14 @@ import time
 import numpy as np
 import pytest
 
+import live_env
 from serving import digits, security
-from serving.oip import encode_infer_request
 
 pytestmark = pytest.mark.live
 
-TOKEN = os.environ.setdefault(security.ADMIN_TOKEN_ENV, "it-admin-token-5e1d93c0b7")
-# Only a fake value is ever set here; a real one already in the environment is left as it is.
-FAKE_AWS_SECRET = os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "itFAKEsecretKEY/0123456789abcdefghij")
-os.environ.setdefault("HYBRIDSERVE_ALLOW_FAULT_INJECTION", "1")
+# The daemon runs with these (tests/integration/live_env.py); the pytest process does not.
+TOKEN, FAKE_AWS_SECRET = live_env.ADMIN_TOKEN, live_env.FAKE_AWS_SECRET
+assert live_env.ADMIN_TOKEN_ENV == security.ADMIN_TOKEN_ENV
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
 
