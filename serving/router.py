@@ -24,7 +24,7 @@ import numpy as np
 from controller.catalog import ModelVariant
 from controller.core import QueryClass
 from serving.runtimes import VARIANTS, spec_of
-from serving.settings import ServedApp, ServingConfig
+from serving.settings import ServingConfig
 
 # A request waiting for feedback is forgotten after this many newer ones (memory bound).
 _MAX_PENDING = 100_000
