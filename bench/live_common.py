@@ -85,6 +85,14 @@ class Daemon:
         os.unlink(self.cfg.name)
 
 
+def add_slice_args(ap) -> None:
+    """The trace slice both live benchmarks replay (the same defaults, so their figures match)."""
+    ap.add_argument("--speedup", type=float, default=10.0)
+    ap.add_argument("--rate-scale", type=float, default=0.0075)
+    ap.add_argument("--start-s", type=int, default=0)
+    ap.add_argument("--duration-s", type=int, default=600)
+
+
 def load_note() -> str:
     one, five, _ = os.getloadavg()
     return (f"The machine is shared with other engineers' jobs (2 cores; load average {one:.1f} / {five:.1f} "

@@ -23,7 +23,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._report import write_section  # noqa: E402
-from bench.live_common import BENCH_CONFIG, Daemon, load_note  # noqa: E402
+from bench.live_common import add_slice_args, BENCH_CONFIG, Daemon, load_note  # noqa: E402
 
 CONFIG = BENCH_CONFIG.replace("control: {enabled: %(control)s, instance_types: [local.small], max_vms: 1, "
                               "prewarm_functions: false}",
@@ -53,10 +53,7 @@ def simulate(counts, cfg_path: str):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--speedup", type=float, default=10.0)
-    ap.add_argument("--rate-scale", type=float, default=0.0075)
-    ap.add_argument("--start-s", type=int, default=0)
-    ap.add_argument("--duration-s", type=int, default=600)
+    add_slice_args(ap)
     args = ap.parse_args()
     from controller.sim.trace import load_trace, prepare
     from serving.loadgen import run_load, schedule

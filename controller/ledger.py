@@ -30,10 +30,6 @@ def function_charge_usd(duration_ms, memory_mb: float, fp: FunctionPlatformConfi
     return float(cost) if np.ndim(cost) == 0 else cost
 
 
-def function_cost_per_request_usd(latency_ms: float, memory_mb: float, fp: FunctionPlatformConfig) -> float:
-    return function_charge_usd(latency_ms, memory_mb, fp)
-
-
 @dataclass
 class Ledger:
     """Running totals by backend and model; both shells feed it the same events."""

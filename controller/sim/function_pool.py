@@ -46,7 +46,6 @@ class FunctionPool:
         self.invocations = 0
         self.cold_starts = 0
         self.duration_sum_ms = 0.0
-        self.requests_batched = 0
 
     @property
     def deployed(self) -> bool:
@@ -101,7 +100,6 @@ class FunctionPool:
         plan = plan_batches(offsets_s, np.asarray(hold_ms) / 1000.0, self.batch_size)
         exec_ms = self._exec_ms[plan.size]
         ok_b, lat_b, cold_b, cost_b = self._invoke(second, plan.dispatch_s, limit, exec_ms)
-        n = len(offsets_s)
         batch_of = np.repeat(np.arange(plan.size.size), plan.size)
         ok = ok_b[batch_of]
         run = np.flatnonzero(ok_b)  # index into batches that ran, in order
@@ -110,7 +108,6 @@ class FunctionPool:
         k = pos[batch_of[ok]]
         lat = plan.wait_s[ok] * 1000.0 + lat_b[k]
         cost = (cost_b / plan.size[run])[k]
-        self.requests_batched += n
         return ok, lat, cold_b[k], cost
 
     def _invoke(self, second: int, offsets_s: np.ndarray, limit: int, exec_ms=None):

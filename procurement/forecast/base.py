@@ -88,6 +88,12 @@ class ResidualCalibrator:
     coverage target it claims.
     """
 
+    @classmethod
+    def for_params(cls, params) -> "ResidualCalibrator":
+        """The median and the `quantile` of the peak, over the calibration window in buckets."""
+        return cls((0.5, params.quantile), max(1, math.ceil(params.calibration_window_s / params.bucket_s)),
+                   params.min_residuals)
+
     def __init__(self, levels: tuple[float, ...], window: int, min_residuals: int):
         self.levels, self.min_residuals = levels, min_residuals
         self._pending: deque[tuple[int, int, tuple[float, ...]]] = deque()  # (last bucket, num_h, points)
@@ -132,9 +138,7 @@ class CalibratedPredictor:
     def __init__(self, params: CalibratedParams):
         self.params = params
         self.history = BucketHistory(params.bucket_s, max(1, math.ceil(params.history_s / params.bucket_s)))
-        self.calibrator = ResidualCalibrator(
-            (0.5, params.quantile), max(1, math.ceil(params.calibration_window_s / params.bucket_s)),
-            params.min_residuals)
+        self.calibrator = ResidualCalibrator.for_params(params)
 
     def observe(self, now_s: float, counts_per_s: np.ndarray) -> None:
         self.history.observe(now_s, counts_per_s)

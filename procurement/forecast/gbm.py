@@ -99,9 +99,7 @@ class GbmQuantile:
         self._job: _TrainingJob | None = None
         self._job_s = -math.inf  # when the last training job started
         self.num_fits = 0  # completed training jobs
-        self.calibrator = ResidualCalibrator(
-            (0.5, params.quantile), max(1, math.ceil(params.calibration_window_s / params.bucket_s)),
-            params.min_residuals)
+        self.calibrator = ResidualCalibrator.for_params(params)
 
     def observe(self, now_s: float, counts_per_s: np.ndarray) -> None:
         self.history.observe(now_s, counts_per_s)
