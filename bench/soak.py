@@ -29,6 +29,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
+CLIENT_TIMEOUT_S = 180.0
+
+
 def descendants(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -82,7 +85,9 @@ async def _load(url: str, duration_s: float, rate_per_s: float, cycle_s: float, 
     x, _ = digits.test_samples()
     rng = np.random.default_rng(seed)
     pending = set()
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
+    # The client waits longer than the server ever may (function timeout 60 s, then one retry on a
+    # VM), so a missing answer is the server's fault, not the client giving up first.
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)) as s:
         async def one(i: int):
             counts["sent"] += 1
             try:
@@ -99,7 +104,7 @@ async def _load(url: str, duration_s: float, rate_per_s: float, cycle_s: float, 
                         "ok" if r.status == 200 else f"http_{r.status}", 0) + 1
             except Exception as e:  # no answer at all: lost
                 counts["lost"] += 1
-                counts.setdefault("lost_why", type(e).__name__)
+                counts.setdefault("lost_why", {}).setdefault(type(e).__name__, str(e)[:120])
 
         t0, t, i = time.perf_counter(), 0.0, 0
         while t < duration_s:
@@ -171,6 +176,11 @@ def main() -> int:
             f"RSS {'yes' if res['rss_stable'] else 'NO'}, fds {'yes' if res['fds_stable'] else 'NO'} |\n\n"
             f"Stable: RSS slope < 5 % of the mean RSS ({res['rss_mean_mb']:.0f} MB) per hour; fds < 60 per hour. "
             f"{load_note()}\n")
+    answers = {k: v for k, v in c.items() if k.startswith("http_")}
+    if answers:
+        body += f"\nOther answers by status: {answers}.\n"
+    if c.get("lost_why"):
+        body += f"\nLost (no answer within {CLIENT_TIMEOUT_S:g} s): {c['lost_why']}.\n"
     if args.duration_s < 1800:
         body += (f"\nThis run is {args.duration_s / 60:g} min, shorter than the issue's 30 min (time budget); "
                  f"`python bench/soak.py` runs the full 30 min.\n")

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+MB_PER_VCPU = 1769  # Lambda's rule: one vCPU per 1,769 MB (COP predicts by CPU share)
+
+
 class CatalogError(Exception):
     """Catalog data missing or inconsistent (one line for the operator)."""
 
@@ -132,6 +135,44 @@ class Catalog:
                 arrays[b] = (a[:, 0], a[:, 1])
             if 1 in arrays:
                 self._fn[model] = FunctionProfile(arrays[1][0], arrays[1][1], arrays)
+        self.function_source = {m: "measured" for m in self._fn}
+        self._predict_missing_function_profiles(fn)
+
+    def _predict_missing_function_profiles(self, measured: dict[str, dict[int, list]]) -> None:
+        """A model with no function rows gets latencies predicted from operator profiles (COP),
+        scaled to this catalog's platform by the median measured / predicted ratio of the models
+        that have both at the same (memory, batch); `function_source[model]` says so."""
+        missing = [m.name for m in self.models if m.name not in self._fn]
+        if not missing or not measured:
+            return
+        from serving.cop import predictor as cop
+
+        try:
+            graphs = cop.cached_graph_models()
+        except OSError:
+            return
+        cells = sorted({(mem, b) for by_batch in measured.values() for b, rows in by_batch.items() for mem, _ in rows})
+        ratios: dict[tuple[int, int], list[float]] = {}
+        for model, by_batch in measured.items():
+            if model not in graphs:
+                continue
+            for b, rows in by_batch.items():
+                for mem, ms in rows:
+                    ratios.setdefault((mem, b), []).append(ms / cop.predict_latency_ms(model, b, mem / MB_PER_VCPU))
+        footprint_mb = {m.name: m.memory_footprint_mb for m in self.models}
+        for model in missing:
+            if model not in graphs:
+                continue
+            arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            for b in sorted({b for _, b in cells}):
+                pts = [(mem, float(np.median(ratios[(mem, b)])) * cop.predict_latency_ms(model, b, mem / MB_PER_VCPU))
+                       for mem, bb in cells if bb == b and mem >= footprint_mb[model] and ratios.get((mem, b))]
+                if pts:
+                    a = np.array(pts, dtype=float)
+                    arrays[b] = (a[:, 0], a[:, 1])
+            if 1 in arrays:
+                self._fn[model] = FunctionProfile(arrays[1][0], arrays[1][1], arrays)
+                self.function_source[model] = cop.SOURCE
 
     # --- lookups -----------------------------------------------------------------------------
     def model(self, name: str) -> ModelVariant:

@@ -193,7 +193,14 @@ def from_gluon(variant: str) -> OpGraph:
     spec = spec_of(variant)
     net = build_block(spec)
     net.initialize(ctx=mx.cpu())
-    sym = net(mx.sym.var("data"))
+    return from_mx_symbol(variant, net(mx.sym.var("data")), tuple(spec.input_shape))
+
+
+def from_mx_symbol(model: str, sym, input_shape: tuple[int, ...]) -> OpGraph:
+    """The operator graph of an mxnet symbol reading `data` of per-sample `input_shape`, as it
+    executes (after MKLDNN partitioning where mxnet has it)."""
+    import mxnet as mx
+
     features = mx.runtime.Features()
     if features.is_enabled("MKLDNN"):
         # What actually executes: serving's hybridized graph and a bound executor both run the
@@ -201,7 +208,7 @@ def from_gluon(variant: str) -> OpGraph:
         # operators one by one overstates squeezenet by ~80% (each ReLU is a separate pass).
         sym = sym.get_backend_symbol("MKLDNN")
     internals = sym.get_internals()
-    _, out_shapes, _ = internals.infer_shape(data=(1,) + tuple(spec.input_shape))
+    _, out_shapes, _ = internals.infer_shape(data=(1,) + tuple(input_shape))
     by_name = dict(zip(internals.list_outputs(), out_shapes))
     raw = json.loads(sym.tojson())["nodes"]
     shape_of: dict[tuple[int, int], tuple[int, ...]] = {}
@@ -216,7 +223,7 @@ def from_gluon(variant: str) -> OpGraph:
             shape_of[(nid, i)] = tuple(by_name[f"{name}_output{i}"])
             i += 1
     # Aux states (BatchNorm running statistics) are not internals' outputs: infer separately.
-    arg_shapes, _, aux_shapes = sym.infer_shape(data=(1,) + tuple(spec.input_shape))
+    arg_shapes, _, aux_shapes = sym.infer_shape(data=(1,) + tuple(input_shape))
     var_shapes = dict(zip(sym.list_arguments(), arg_shapes))
     var_shapes.update(zip(sym.list_auxiliary_states(), aux_shapes))
     for nid, n in enumerate(raw):
@@ -224,4 +231,4 @@ def from_gluon(variant: str) -> OpGraph:
             # variables have no batch axis of their own; keep one for a uniform [1:] slice
             shape_of[(nid, 0)] = (1,) + tuple(var_shapes[n["name"]]) if n["name"] != "data" \
                 else tuple(var_shapes[n["name"]])
-    return from_symbol_json(variant, sym.tojson(), shape_of)
+    return from_symbol_json(model, sym.tojson(), shape_of)

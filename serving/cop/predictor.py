@@ -2,17 +2,26 @@
 
 1. The model's operator graph (serving.cop.graph; cached in model_graphs.json, so prediction
    needs no mxnet).
-2. Each operator's time at (batch, share): its profiled row when that operator-by-shape was
-   measured, else interpolated by FLOPs among the measured operators of its class (log-log
-   between the two nearest, or scaled along the class's fitted log-log slope beyond them).
+2. Each operator's time at (batch, share), `predictor=`:
+   - "fitted" (default): a non-negative per-group model of the shape's features (FLOPs, data
+     read and written, weights, dispatch; serving.cop.fit) fitted on every profiled row the
+     prediction may use (the other models' operators and the synthetic sweep). With
+     lookup=True an operator-by-shape profiled for another model takes its row instead.
+   - "nearest": its profiled row when that operator-by-shape was measured, else interpolated by
+     FLOPs among the measured operators of its class (log-log between the two nearest, or
+     scaled along the class's fitted log-log slope beyond them).
 3. Combined along the graph: `mode="serial"` sums every operator (mxnet on CPU runs them one
    after another, each on every core it is given: the right rule here), `mode="critical_path"`
    is INFless's rule (sum along chains, maximum over parallel branches).
-4. Calibrated: one factor (or one per (batch, share)), the median over the profiled models of
-   measured / predicted, for what running operators alone misses (layout reorders between operators, the
-   executor's per-call overhead). Leaving a model out removes its rows from both the operator
-   table (operators only it contains) and the calibration: that is how bench/cop_accuracy.py
-   tests the prediction of a model never profiled.
+4. Calibrated, for what running operators alone misses (layout reorders between operators,
+   the executor's per-call overhead). "fitted": model terms (serving.cop.fit.fit_model_terms:
+   alpha per (CPU regime, batch), `terms="batch-factor"`; alpha per regime, "factor"; alpha x
+   sum + per-operator + fixed, "affine");
+   "nearest": one factor (or one per (batch, share)), the median of measured / predicted.
+   Both are learnt on the profiled models, each predicted as if held out itself. Leaving a
+   model out removes its rows from the operator fit or table (operators only it contains)
+   and from the calibration: that is how bench/cop_accuracy.py tests the prediction of a
+   model never profiled.
 Between profiled batch sizes latency is interpolated linearly; between shares log-linearly in
 both; below the smallest share it grows as 1/share (a CPU quota), above the largest it is held.
 """
@@ -27,6 +36,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from serving.cop.fit import ModelPoint, ModelTerms, OpModel, OpSample, fit_model_terms, fit_op_model
 from serving.cop.graph import OpGraph, OpNode, critical_path_ms, total_ms
 
 PROFILE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -60,12 +70,17 @@ class OpRow:
 class OpTable:
     """The operator-profile catalog data: op_latency.csv and model_latency.csv."""
 
-    def __init__(self, directory: str = PROFILE_DIR, column: str = "cpu_ms", calibration_scope: str = "global"):
+    def __init__(self, directory: str = PROFILE_DIR, column: str = "cpu_ms", calibration_scope: str = "global",
+                 predictor: str = "fitted", terms: str = "batch-factor", lookup: bool = False):
         """column: "latency_ms" (wall median of repeats), "min_ms" (their minimum) or "cpu_ms"
         (CPU time per run / share, for shares <= 1: what other processes on a shared machine
-        do not disturb); operators and models alike."""
+        do not disturb); operators and models alike. predictor, terms, lookup: see the module
+        docstring (calibration_scope applies to "nearest")."""
         self.directory = directory
         self.column = column
+        self.predictor = predictor
+        self.terms = terms
+        self.lookup = lookup
         # "cell": one factor per (batch, share); "global": one factor over every measured point
         self.calibration_scope = calibration_scope
         self.rows: dict[tuple[int, float], dict[str, OpRow]] = {}  # (batch, share) -> key -> row
@@ -81,16 +96,52 @@ class OpTable:
                 for r in csv.DictReader(fh):
                     self.measured[(r["model"], int(r["batch_size"]), float(r["cpu_share"]))] = _value(r, column)
         self._calibration: dict[tuple, float] = {}
+        self._interpolated: dict[tuple, float] = {}
+        self._op_models: dict[frozenset, OpModel] = {}
+        self._terms: dict[tuple, ModelTerms] = {}
         self.batches = sorted({b for b, _ in self.rows})
         self.shares = sorted({s for _, s in self.rows})
 
     # --- one operator ----------------------------------------------------------------------
     def node_ms(self, node: OpNode, batch: int, share: float, exclude: str | None = None) -> float:
-        cell = self.rows[(batch, share)]
+        cell = self.rows.get((batch, share), {})
         row = cell.get(node.key)
+        if self.predictor == "fitted":
+            if self.lookup and row is not None and row.models - _as_set(exclude):
+                return row.latency_ms
+            return self.op_model(exclude).predict_ms(node.key, node.op_class, node.flops_per_sample, batch, share)
         if row is not None and row.models - _as_set(exclude):
             return row.latency_ms
-        return self._interpolate(node, cell, exclude)
+        # the same shape recurs across nodes, models and calibration passes: interpolate it once
+        ck = (node.key, node.op_class, node.flops_per_sample, batch, share, _as_set(exclude))
+        if ck not in self._interpolated:
+            self._interpolated[ck] = self._interpolate(node, cell, exclude)
+        return self._interpolated[ck]
+
+    def samples(self, exclude=None) -> list[OpSample]:
+        """Every profiled operator row not measured only for an excluded model."""
+        excluded = _as_set(exclude)
+        return [OpSample(r.key, r.op_class, r.flops, b, s, r.latency_ms, r.models)
+                for (b, s), cell in sorted(self.rows.items()) for r in cell.values() if r.models - excluded]
+
+    def op_model(self, exclude=None) -> OpModel:
+        """The fitted operator model on `samples(exclude)` (cached per excluded set)."""
+        k = _as_set(exclude)
+        if k not in self._op_models:
+            self._op_models[k] = fit_op_model(self.samples(k))
+        return self._op_models[k]
+
+    def model_terms(self, mode: str = "serial", exclude=None) -> ModelTerms:
+        """Model terms fitted on the measured models other than `exclude`, each model's operator
+        sum predicted with that model held out too (as the terms will be used)."""
+        excluded = _as_set(exclude)
+        ck = (mode, excluded)
+        if ck not in self._terms:
+            points = [ModelPoint(m, b, s, self.raw_ms(load_graph(m, self.directory), b, s, mode, excluded | {m}),
+                                 len(load_graph(m, self.directory).nodes), ms)
+                      for (m, b, s), ms in sorted(self.measured.items()) if m not in excluded]
+            self._terms[ck] = fit_model_terms(points, self.terms)
+        return self._terms[ck]
 
     @staticmethod
     def _interpolate(node: OpNode, cell: dict[str, OpRow], exclude: str | None) -> float:
@@ -145,7 +196,11 @@ class OpTable:
     def predict_profiled_ms(self, graph: OpGraph, batch: int, share: float, mode: str = "serial",
                             exclude: str | None = None, calibrate: bool = True) -> float:
         raw = self.raw_ms(graph, batch, share, mode, exclude)
-        return raw * (self.calibration(batch, share, mode, exclude) if calibrate else 1.0)
+        if not calibrate:
+            return raw
+        if self.predictor == "fitted":
+            return self.model_terms(mode, exclude).apply(raw, len(graph.nodes), share, batch)
+        return raw * self.calibration(batch, share, mode, exclude)
 
     # --- any batch and share -------------------------------------------------------------------
     def predict_ms(self, graph: OpGraph, batch: float, share: float, mode: str = "serial",
@@ -201,6 +256,12 @@ def load_graph(model: str, directory: str = PROFILE_DIR) -> OpGraph:
     return from_gluon(model)
 
 
+def cached_graph_models(directory: str = PROFILE_DIR) -> set[str]:
+    """Models whose operator graph is cached in model_graphs.json (predictable without mxnet)."""
+    with open(_graphs_path(directory)) as fh:
+        return set(json.load(fh))
+
+
 def save_graphs(models: list[str], directory: str = PROFILE_DIR) -> None:
     from serving.cop.graph import from_gluon
 
@@ -229,7 +290,8 @@ def function_latency_rows(model: str, memory_grid_mb, batches, *, mb_per_vcpu: f
                           directory: str = PROFILE_DIR) -> list[dict]:
     """Rows in the shape of configs/catalog/function_latency.csv for a model with no measured
     profile: CPU share = memory / mb_per_vcpu (Lambda's rule), source "predicted (COP)".
-    The catalog calls this for models missing from function_latency.csv."""
+    (controller.catalog fills a model missing from function_latency.csv from these predictions,
+    scaled to the catalog's platform.)"""
     rows = []
     for m in memory_grid_mb:
         for b in batches:

@@ -13,6 +13,10 @@ count follows the share, and the rows say `cpu_limit=threads`.
 
     python -m serving.cop.profile run --models squeezenet,resnet18 --batches 1,4,16 \
         --shares 0.5,1,2 --repeats 5
+    python -m serving.cop.profile run --models '' --sweep-blocks 96 --shares 1,2   # synthetic shapes
+
+`--sweep-blocks N` adds the operators of N synthetic blocks (serving.cop.sweep: shapes of no
+model, rows tagged `sweep`, which every leave-one-model-out fold may use).
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import tempfile
 import time
 
 from serving.cop.graph import OpGraph, OpNode, from_gluon
+from serving.cop.sweep import KINDS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROFILE_DIR = os.path.join(ROOT, "configs", "catalog", "operator_profiles")
@@ -172,15 +177,21 @@ def profile_here(graphs: list[OpGraph], batches: list[int], share: float, cpu_li
 
 # --- the parent: one worker process per CPU share -------------------------------------------------
 def _worker(args) -> None:
-    graphs = [from_gluon(m) for m in args.models.split(",")]
+    graphs = [from_gluon(m) for m in args.models.split(",") if m]
+    if args.sweep_blocks:
+        from serving.cop.sweep import sweep_graphs
+
+        graphs += sweep_graphs(args.sweep_blocks, args.sweep_seed, tuple(args.sweep_kinds.split(",")))
     ops, models = profile_here(graphs, [int(b) for b in args.batches.split(",")], float(args.share),
                                args.cpu_limit, args.repeats, not args.ops_only)
     with open(args.out, "w") as fh:
         json.dump({"ops": ops, "models": models}, fh)
 
 
-def run_share(models: list[str], batches: list[int], share: float, repeats: int, ops_only: bool = False) -> dict:
-    """Profile in a child process limited to `share` CPUs; returns {"ops": rows, "models": rows}."""
+def run_share(models: list[str], batches: list[int], share: float, repeats: int, ops_only: bool = False,
+              sweep_blocks: int = 0, sweep_seed: int = 0, sweep_kinds: str = "") -> dict:
+    """Profile in a child process limited to `share` CPUs; returns {"ops": rows, "models": rows}.
+    sweep_blocks: also the operators of that many synthetic blocks (serving.cop.sweep)."""
     from procurement.providers.local import CpuMemLimit
 
     name = f"cop-{os.getpid()}-{str(share).replace('.', '_')}"
@@ -192,7 +203,8 @@ def run_share(models: list[str], batches: list[int], share: float, repeats: int,
         out = tmp.name
     cmd = [sys.executable, "-m", "serving.cop.profile", "worker", "--models", ",".join(models),
            "--batches", ",".join(map(str, batches)), "--share", str(share), "--repeats", str(repeats),
-           "--cpu-limit", cpu_limit, "--out", out] + (["--ops-only"] if ops_only else [])
+           "--cpu-limit", cpu_limit, "--out", out, "--sweep-blocks", str(sweep_blocks), "--sweep-seed",
+           str(sweep_seed), "--sweep-kinds", sweep_kinds or ",".join(KINDS)] + (["--ops-only"] if ops_only else [])
 
     def preexec():
         try:
@@ -234,21 +246,29 @@ def main(argv=None) -> int:
     r.add_argument("--repeats", type=int, default=5)
     r.add_argument("--out-dir", default=PROFILE_DIR)
     r.add_argument("--ops-only", action="store_true")
+    r.add_argument("--sweep-blocks", type=int, default=0,
+                   help="also profile the operators of N synthetic blocks (shapes of no model)")
+    r.add_argument("--sweep-seed", type=int, default=0)
+    r.add_argument("--sweep-kinds", default=",".join(KINDS), help="block kinds of the sweep (serving.cop.sweep.KINDS)")
     w = sub.add_parser("worker")
     for a in ("--models", "--batches", "--share", "--cpu-limit", "--out"):
         w.add_argument(a, required=True)
     w.add_argument("--repeats", type=int, default=5)
     w.add_argument("--ops-only", action="store_true")
+    w.add_argument("--sweep-blocks", type=int, default=0)
+    w.add_argument("--sweep-seed", type=int, default=0)
+    w.add_argument("--sweep-kinds", default=",".join(KINDS))
     args = p.parse_args(argv)
     if args.cmd == "worker":
         _worker(args)
         return 0
-    models = args.models.split(",")
+    models = [m for m in args.models.split(",") if m]
     batches = [int(b) for b in args.batches.split(",")]
     os.makedirs(args.out_dir, exist_ok=True)
     for share in (float(s) for s in args.shares.split(",")):
         t0 = time.perf_counter()
-        res = run_share(models, batches, share, args.repeats, args.ops_only)
+        res = run_share(models, batches, share, args.repeats, args.ops_only or not models, args.sweep_blocks,
+                        args.sweep_seed, args.sweep_kinds)
         # Merge after each share, so an interrupted run keeps what it measured.
         merge_rows(os.path.join(args.out_dir, "op_latency.csv"), OP_FIELDS, res["ops"],
                    ("op_key", "batch_size", "cpu_share"))

@@ -1,4 +1,4 @@
-"""COP predictor on a hand-made operator table: exact rows, FLOPs interpolation when a shape
+"""COP predictor on a hand-made operator table: exact rows, FLOPs interpolation (predictor="nearest") when a shape
 (or a held-out model's rows) is missing, calibration, batch and share interpolation, and the
 catalog rows."""
 from __future__ import annotations
@@ -60,14 +60,14 @@ def table_dir(tmp_path):
 
 
 def test_exact_rows_sum_and_branch_max(table_dir):
-    t = OpTable(table_dir)
+    t = OpTable(table_dir, predictor="nearest")
     g = load_graph("b", table_dir)
     assert t.raw_ms(g, 1, 1.0, "serial") == pytest.approx(1 + 4 + 16)
     assert t.raw_ms(g, 1, 1.0, "critical_path") == pytest.approx(1 + 16)
 
 
 def test_held_out_model_interpolates_by_flops(table_dir):
-    t = OpTable(table_dir)
+    t = OpTable(table_dir, predictor="nearest")
     g = load_graph("c", table_dir)
     # k4 (2 MFLOPs) only in c: held out, it lies between k1 (1 ms) and k2 (4 ms) log-log -> 2 ms
     assert t.raw_ms(g, 1, 1.0, exclude="c") == pytest.approx(2.0)
@@ -76,7 +76,7 @@ def test_held_out_model_interpolates_by_flops(table_dir):
 
 
 def test_calibration_is_measured_over_predicted_of_the_others(table_dir):
-    t = OpTable(table_dir)
+    t = OpTable(table_dir, predictor="nearest")
     assert t.calibration(1, 1.0, exclude="c") == pytest.approx(1.5)
     assert predict_latency_ms("c", 1, 1.0, exclude_model="c", directory=table_dir) == pytest.approx(1.5 * 2.0)
 
