@@ -40,6 +40,10 @@ class SetFunctionConfig:
 
     Several records for one model in a plan form an INFless non-uniform set: each takes the
     band [rate_lo_per_s, rate_hi_per_s) of the model's spill rate, filled from the bottom.
+
+    With `partition_plan` (a `procurement.partition_planner.PartitionPlan`, planned warm), the
+    model is served as that chain of functions (AMPS-Inf, issue 13), one per partition at its
+    own memory; `memory_mb` is then the largest of them and batching does not apply.
     """
 
     model: str
@@ -49,6 +53,7 @@ class SetFunctionConfig:
     wait_ms: float = 0.0
     rate_lo_per_s: float = 0.0
     rate_hi_per_s: float = float("inf")
+    partition_plan: Any = None
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,24 @@ Modes:
 - "nonuniform": up to three configurations, each taking a band of the spill rate.
 The solver (`procurement.function_configs.solve_for_model`) sees a sample of recent per-second
 spill rates, so a bursty spill gets a bottom band for its steady part and bands for its tail.
+
+Partitioning (AMPS-Inf, issue 13) is one more way to serve a model on the function tier:
+`partition_option` asks the partition planner for the least-cost chain within the SLO under the
+platform's memory cap; `use_partitioned` takes it when it beats every single function under the
+planner's own cost model (a plan of two or more partitions: the planner's search includes the
+single function, so it splits only when that is cheaper or the only way), or when no single
+function is feasible at all (e.g. the catalog's profile starts above the memory cap).
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 from controller.core import SetFunctionConfig
 from procurement.function_configs import solve_for_model
+from procurement.partition_planner import (CostModel, LayerGraph, PartitionLimits, PartitionPlan, TransferModel,
+                                           load_layer_graph, plan_partitions)
 
 MODES = ("none", "uniform", "nonuniform")
 
@@ -40,3 +51,32 @@ def function_configs(ctx, model: str, rates_per_s: np.ndarray, slo_ms: float, mo
         out.append(SetFunctionConfig(model, int(c.memory_mb), warm_pool if i == 0 else 0, int(c.batch_size),
                                      float(c.wait_ms), float(c.rate_lo_per_s), float(c.rate_hi_per_s)))
     return tuple(out)
+
+
+def load_layer_graphs(catalog) -> dict[str, LayerGraph]:
+    """The layer graphs the catalog has (`<catalog>/model_graphs/<model>.csv`), by model."""
+    directory = os.path.join(catalog.directory, "model_graphs")
+    return {m.name: load_layer_graph(directory, m.name, m.cold_start_ms) for m in catalog.models
+            if os.path.isfile(os.path.join(directory, f"{m.name}.csv"))}
+
+
+def partition_option(graph: LayerGraph | None, slo_ms: float, fp, max_partitions: int = 4) -> PartitionPlan | None:
+    """The least expected-cost chain (1 to `max_partitions` functions, each within the
+    platform's memory range) whose warm latency, one invoke overhead per hop included, fits
+    `slo_ms`; None without a layer graph or a feasible plan. Planned warm: the simulator adds
+    cold starts per hop (procurement.partition_planner.chain_cold_ms)."""
+    if graph is None:
+        return None
+    limits = PartitionLimits(max_partitions=max_partitions, max_memory_mb=fp.max_memory_mb)
+    cm = CostModel(fp=fp, transfer=TransferModel(invoke_overhead_ms=fp.invoke_overhead_ms), warm_ratio=1.0)
+    return plan_partitions(graph, slo_ms, limits, cm)
+
+
+def use_partitioned(plan: PartitionPlan | None, single_feasible: bool) -> bool:
+    """Whether the chain is the way to serve the model (see the module docstring)."""
+    return plan is not None and (plan.num_partitions > 1 or not single_feasible)
+
+
+def partitioned_config(model: str, plan: PartitionPlan, warm_pool: int = 0) -> SetFunctionConfig:
+    """The record deploying `plan`: `memory_mb` is its largest function's (what the cap checks)."""
+    return SetFunctionConfig(model, max(p.memory_mb for p in plan.partitions), warm_pool, partition_plan=plan)

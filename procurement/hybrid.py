@@ -15,7 +15,9 @@ Each tick (pure: `now_s`, state and an RNG in, a Plan out):
    at the expected ratio included, fits the SLO) from measured durations, and the warm pool is
    sized to the forecast burst beyond VM capacity (Little's law, Poisson quantile). With
    `function_batching` (INFless), the exact solver instead sets memory, batch size and wait,
-   uniform or in bands of the spill rate (procurement/function_plan.py).
+   uniform or in bands of the spill rate (procurement/function_plan.py). Where the partition
+   planner's chain of functions beats every single function (or no single function fits the
+   memory cap), the model is served partitioned instead (AMPS-Inf; `function_partitioning`).
 6. Route: a request goes to a VM while its expected wait plus service fits the SLO, else spills
    to the function.
 """
@@ -28,7 +30,8 @@ import numpy as np
 
 from controller.core import Plan, PolicyContext, QueryClass, Route, SetFunctionConfig
 from procurement.forecast import make_predictor
-from procurement.function_plan import check_mode, function_configs
+from procurement.function_plan import (check_mode, function_configs, load_layer_graphs, partition_option,
+                                       partitioned_config, use_partitioned)
 from procurement.function_tuner import (FunctionTuner, TunerSettings, TunerState, burst_beyond_vm_per_s,
                                         expected_cold_ratio, warm_pool_size)
 from procurement.planner_reconcile import ReconcileState, reconcile
@@ -56,6 +59,7 @@ class HybridState:
     spill_hist: dict = field(default_factory=dict)  # model -> recent per-second spill estimates
     fn_configs: dict = field(default_factory=dict)  # model -> (solved at s, SetFunctionConfig records)
     last_mix: object = None
+    partition_plans: dict = field(default_factory=dict)  # model -> PartitionPlan deployed (partitioned models)
 
 
 class Hybrid:
@@ -63,7 +67,7 @@ class Hybrid:
     clairvoyant = False
 
     def __init__(self, ctx: PolicyContext, selector: str | None = None, predictor: str | None = None,
-                 function_batching: str | None = None, **params):
+                 function_batching: str | None = None, function_partitioning: str | None = None, **params):
         from selector import make_selector
 
         self.ctx = ctx
@@ -73,6 +77,12 @@ class Hybrid:
         self.selector_name = selector or extra.get("selector", "constrained")
         self.predictor_name = predictor or extra.get("predictor", "qreg")
         self.fn_mode = check_mode(function_batching or extra.get("function_batching", "none"))
+        # "auto": a model is served partitioned where that is the cheapest way (issue 13); "off".
+        partitioning = function_partitioning or extra.get("function_partitioning", "auto")
+        if partitioning not in ("auto", "off"):
+            raise ValueError(f"function_partitioning must be auto or off, got {partitioning!r}")
+        self._graphs = load_layer_graphs(ctx.catalog) if partitioning == "auto" else {}
+        self._partition_memo: dict = {}
         # The selector chooses among every variant meeting the floor (an app's fixed `model` is
         # for the baselines only), or, for comparison, always the most accurate or the fastest.
         classes = tuple(QueryClass(c.name, c.slo_ms, c.min_accuracy, c.share, self._fixed_choice(c))
@@ -108,6 +118,9 @@ class Hybrid:
             p_met = np.full(self.n_models, np.nan)
             for m in cat.models_meeting(cls.min_accuracy):
                 fn = cheapest_function_memory(self.ctx, m.name, cls.slo_ms)
+                part = self._partition_plan(m.name, cls.slo_ms)
+                if use_partitioned(part, fn is not None):  # served as a chain of functions
+                    fn = (0, part.cost_usd)  # (memory, $ per request): only the $ is used
                 prior[m.index] = fn[1] if fn else 1e-3  # no SLO-feasible function: expensive
                 # On a function the first calls are cold: a coin toss at best, hopeless when
                 # even a warm call is too slow.
@@ -118,6 +131,13 @@ class Hybrid:
                 prior[warm], p_met[warm] = min(vm), 0.99
             self._selector.set_cost_prior(c, prior)
             self._selector.set_slo_prior(c, p_met)
+
+    def _partition_plan(self, model: str, slo_ms: float):
+        """The partition planner's least-cost chain for the model within the SLO (memoised)."""
+        key = (model, slo_ms)
+        if key not in self._partition_memo:
+            self._partition_memo[key] = partition_option(self._graphs.get(model), slo_ms, self.ctx.config.functions)
+        return self._partition_memo[key]
 
     def _fixed_choice(self, cls) -> str | None:
         if self.selector_name not in FIXED_SELECTORS:
@@ -223,18 +243,25 @@ class Hybrid:
             in_use = j in slo
             slo_ms.setdefault(m, self._arm_slo_ms[j])
             fv = obs.functions.get(m)
-            if fv is not None and fv.invocations > 0 and fv.cold_starts == 0:
+            partitioned = m in state.partition_plans  # a chain's durations say nothing of one function's
+            if fv is not None and fv.invocations > 0 and fv.cold_starts == 0 and not partitioned:
                 state.tuner = self.tuner.observe(state.tuner, m, fv.memory_mb,
                                                  [max(1.0, fv.mean_duration_ms - fp.invoke_overhead_ms)])
             usable = mix.usable_capacity_per_s.get(m, 0.0)
             burst = burst_beyond_vm_per_s(float(upper[j]), usable)
             mem = state.memory_mb.get(m)
             prof = cat.function_profile(m)
-            if prof is None:
+            single_fits = prof is not None and self.tuner.memory_grid(m).size > 0
+            part = self._partition_plan(m, slo_ms[m])
+            if use_partitioned(part, single_fits):
+                functions += self._partitioned_function(state, m, part, fv, burst, in_use)
+                routes.append(self._spill_route(mix, m, slo_ms[m]))
+                continue
+            if not single_fits:  # no function holds the model under the memory cap: VMs only
                 routes.append(Route(m, self._vm_batch(mix, m), None, spill=False))
                 continue
             fn_slo_ms = slo_ms[m] - fp.invoke_overhead_ms
-            if mem is None:  # first sight of the model: the tuner's choice with no cold starts
+            if mem is None or partitioned:  # first sight (or no longer split): the tuner's choice, warm
                 mem = self._recommend(state, m, fn_slo_ms, 0.0).memory_mb
             dur = prof.latency_ms(mem) + fp.invoke_overhead_ms
             # At least one instance stays warm for every model in use (pings cost ~nothing) to
@@ -248,16 +275,34 @@ class Hybrid:
             choice = self._recommend(state, m, fn_slo_ms, cold_ratio)
             if self.fn_mode != "none":
                 functions += self._batched_functions(obs, state, j, m, usable, slo_ms[m], choice.memory_mb, pool)
-            elif choice.memory_mb != state.memory_mb.get(m) or fv is None or fv.warm_instances != pool:
+            elif (choice.memory_mb != state.memory_mb.get(m) or fv is None or fv.warm_instances != pool
+                  or partitioned):
                 functions.append(SetFunctionConfig(m, choice.memory_mb, pool))
+            state.partition_plans.pop(m, None)
             state.memory_mb[m] = choice.memory_mb
-            service = self._vm_service_ms(mix, m)
-            budget = vm_wait_budget_ms(slo_ms[m], service) if service is not None else 0.0
-            routes.append(Route(m, self._vm_batch(mix, m), max(0.0, budget), spill=True))
+            routes.append(self._spill_route(mix, m, slo_ms[m]))
         nxt = obs.now_s + self.p.control_interval_s
         if rec.next_check_s is not None:
             nxt = min(nxt, max(obs.now_s + 1.0, rec.next_check_s))
         return Plan(rec.launches, rec.terminations, tuple(functions), tuple(routes), nxt), state
+
+    def _spill_route(self, mix, model: str, slo_ms: float) -> Route:
+        service = self._vm_service_ms(mix, model)
+        budget = vm_wait_budget_ms(slo_ms, service) if service is not None else 0.0
+        return Route(model, self._vm_batch(mix, model), max(0.0, budget), spill=True)
+
+    def _partitioned_function(self, state: HybridState, model: str, plan, fv, burst_per_s: float,
+                              in_use: bool) -> tuple:
+        """The record serving `model` as the planner's chain, with a warm pool sized like a single
+        function's (Little's law over the chain's latency); re-sent only when it changes."""
+        pool = warm_pool_size(burst_per_s, plan.latency_ms, quantile=0.99,
+                              max_pool=self.ctx.config.functions.concurrency_limit // 4)
+        pool = max(1, pool) if in_use else pool
+        rec = partitioned_config(model, plan, pool)
+        changed = state.partition_plans.get(model) != plan or fv is None or fv.warm_instances != pool
+        state.partition_plans[model] = plan
+        state.memory_mb[model] = rec.memory_mb
+        return (rec,) if changed else ()
 
     def _batched_functions(self, obs, state: HybridState, j: int, model: str, usable_per_s: float,
                            slo_ms: float, memory_mb: int, pool: int) -> tuple:
@@ -291,6 +336,9 @@ class Hybrid:
         if key not in self._vm_breakeven:
             from controller.policies.common import cheapest_function_memory
             fn = cheapest_function_memory(self.ctx, model, slo_ms)
+            part = self._partition_plan(model, slo_ms)
+            if use_partitioned(part, fn is not None):
+                fn = (0, part.cost_usd)
             vm_usd_per_h = [self.ctx.catalog.instance_type(t).on_demand_usd_per_h for t in self.types
                             if (p := self.ctx.catalog.vm_profile(model, t)) is not None and p.latency_at(1) <= slo_ms]
             if not vm_usd_per_h:

@@ -23,7 +23,8 @@ a block range [start, end) served by one function of memory m. Its estimate depe
 A plan's latency and cost are sums over its partitions, so the problem is a resource-
 constrained shortest path over split points 0..n: `plan_partitions` solves it exactly by
 label setting (per split point and partition count, keep every (cost, latency) pair no other
-pair dominates; extending a dominated pair can never give a better plan). `brute_force_plan`
+pair dominates; extending a dominated pair can never give a better plan), pruned by lower
+bounds on the cost and latency still to come. `brute_force_plan`
 enumerates every split and memory assignment; the tests check the two agree.
 """
 from __future__ import annotations
@@ -245,17 +246,33 @@ def plan_partitions(graph: LayerGraph, slo_ms: float, limits: PartitionLimits = 
     """
     edges = _edges(graph, limits, cm)
     n, kmax = graph.num_blocks, limits.max_partitions
+    # Bounds that keep the search exact and small (A*-style): the least cost and the least
+    # latency of finishing from each split point (shortest paths backwards, any number of
+    # partitions, no SLO), and the cheapest plan found so far (first the single function).
+    # A label whose cost plus the least cost to finish exceeds that plan's, or whose latency plus
+    # the least latency to finish exceeds the SLO, has no completion worth keeping.
+    lb_cost, lb_lat = [math.inf] * (n + 1), [math.inf] * (n + 1)
+    lb_cost[n] = lb_lat[n] = 0.0
+    for i in reversed(range(n)):
+        for e in edges[i]:
+            lb_cost[i] = min(lb_cost[i], e.cost_usd + lb_cost[e.end])
+            lb_lat[i] = min(lb_lat[i], e.latency_ms + lb_lat[e.end])
+    incumbent = min((e.cost_usd for e in edges.get(0, []) if e.end == n and e.latency_ms <= slo_ms + 1e-9),
+                    default=math.inf)
     labels: dict[tuple[int, int], list[tuple[float, float, tuple]]] = {(0, 0): [(0.0, 0.0, ())]}
     explored = 0
     for i in range(n):
         for p in range(kmax):
             for cost, lat, parts in labels.get((i, p), []):
                 for e in edges[i]:
-                    new_lat = lat + e.latency_ms
-                    if new_lat > slo_ms + 1e-9:
+                    new_lat, new_cost = lat + e.latency_ms, cost + e.cost_usd
+                    if (new_lat + lb_lat[e.end] > slo_ms + 1e-9
+                            or new_cost + lb_cost[e.end] > incumbent + 1e-15 * max(1.0, incumbent)):
                         continue
                     explored += 1
-                    _insert(labels.setdefault((e.end, p + 1), []), (cost + e.cost_usd, new_lat, parts + (e,)))
+                    if e.end == n:
+                        incumbent = min(incumbent, new_cost)
+                    _insert(labels.setdefault((e.end, p + 1), []), (new_cost, new_lat, parts + (e,)))
     best = None
     for p in range(1, kmax + 1):
         for cost, lat, parts in labels.get((n, p), []):
@@ -300,3 +317,19 @@ def best_single_function(graph: LayerGraph, slo_ms: float, limits: PartitionLimi
                          cm: CostModel = CostModel()) -> PartitionPlan | None:
     """The unpartitioned baseline: the whole model on one function, cheapest memory in the SLO."""
     return plan_partitions(graph, slo_ms, replace(limits, max_partitions=1), cm)
+
+
+def chain_cold_ms(plan: PartitionPlan, fp: FunctionPlatformConfig, model_cold_start_ms: float) -> list[float]:
+    """What a cold start adds to each hop of a warm-planned chain: the platform's container init
+    plus loading the partition's share of the weights (its share of the whole model's load)."""
+    total_mb = sum(p.weights_mb for p in plan.partitions) or 1.0
+    return [fp.container_init_ms + model_cold_start_ms * p.weights_mb / total_mb for p in plan.partitions]
+
+
+def chain_cold_charge_usd(plan: PartitionPlan, fp: FunctionPlatformConfig, model_cold_start_ms: float) -> float:
+    """What a request whose every hop starts cold pays beyond the warm plan's cost: each hop's
+    init time at its own memory, when the platform bills INIT."""
+    if not fp.bill_init:
+        return 0.0
+    return sum(ms / 1000.0 * p.memory_mb / 1024.0 * fp.price_usd_per_gb_s
+               for ms, p in zip(chain_cold_ms(plan, fp, model_cold_start_ms), plan.partitions))

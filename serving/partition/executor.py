@@ -62,6 +62,9 @@ class HopRecord:
     cost_usd: float           # every attempt plus store requests
     output_via_store: bool
     cold_start: bool
+    io_ms: float = 0.0        # in the function: reading its input and writing its output
+    load_ms: float = 0.0      # in the function: building and loading its blocks (cold start)
+    param_bytes: int = -1     # weights the function holds (a worker loading its blocks only)
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,8 @@ class ChainExecutor:
         gets = 1 if "key" in tensor else 0
         for attempt in range(self.max_attempts):
             payload = {"request_id": request_id, "hop": hop, "attempt": attempt,
-                       "store_prefix": self.store_prefix, "tensor": tensor}
+                       "store_prefix": self.store_prefix, "payload_limit_bytes": self.payload_limit_bytes,
+                       "tensor": tensor}
             if payload_bytes(payload) > self.payload_limit_bytes:
                 raise PartitionChainError(f"{name}: request payload {payload_bytes(payload)} B exceeds the "
                                           f"{self.payload_limit_bytes} B limit")
@@ -137,6 +141,8 @@ class ChainExecutor:
                 continue
             return response["tensor"], HopRecord(hop, name, memory_mb, attempt + 1, res.duration_ms,
                                                  float(response.get("compute_ms", 0.0)), cost, out_via_store,
-                                                 res.cold_start)
+                                                 res.cold_start, float(response.get("io_ms", 0.0)),
+                                                 float(response.get("load_ms", 0.0)),
+                                                 int(response.get("param_bytes", -1)))
         raise PartitionChainError(f"{variant}: hop {hop} ({name}) failed after {self.max_attempts} attempts: "
                                   f"{last_error}")

@@ -3,7 +3,7 @@
 One function per partition, named `<variant>-part-<start>-<end>`. The request and response are
 JSON-able dicts (what a Lambda invoke carries):
 
-    request  {"request_id", "hop", "attempt", "store_prefix", "tensor": T}
+    request  {"request_id", "hop", "attempt", "store_prefix", "tensor": T, "payload_limit_bytes"?}
     response {"tensor": T, "compute_ms", "io_ms"}   or   {"error": "..."}
     T = {"inline": <base64 .npy>}  or  {"key": <object key>}
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import threading
 import time
 
@@ -69,16 +70,19 @@ def read_tensor(t: dict, store: ObjectStore) -> np.ndarray:
 
 
 class PartitionRunner:
-    """Builds each variant once per process and serves any block range of it.
+    """Serves block ranges of variants, each partition built once per process.
 
-    Every partition of a variant shares the one network's blocks, so weights are built once; a
-    deployment with separate functions (Lambda) builds the same weights in each, from the same
-    seed or `.params` file, which is what makes the chain compute the whole model's output."""
+    With `partition_weights_dir` holding the range's file (serving/partition/weights.py), a
+    partition loads only its own blocks' weights: what a partition function does. Otherwise the
+    whole network is built once (from the same seed or `.params` file) and every partition
+    shares its blocks: the in-process form the fake provider and the tests use."""
 
-    def __init__(self, weights_paths: dict[str, str] | None = None):
+    def __init__(self, weights_paths: dict[str, str] | None = None, partition_weights_dir: str | None = None):
         self._weights = weights_paths or {}
+        self._partition_dir = partition_weights_dir
         self._nets: dict[str, tuple] = {}
         self._parts: dict[tuple[str, int, int], object] = {}
+        self.loaded_param_bytes: dict[tuple[str, int, int], int] = {}  # of partitions built from their own file
         self._lock = threading.Lock()  # cached graphs are not safe to run from two threads
 
     def blocks(self, variant: str):
@@ -95,15 +99,34 @@ class PartitionRunner:
         self.blocks(variant)
         return self._nets[variant][0]
 
+    def _build(self, variant: str, start: int, end: int):
+        from serving.partition.graph import build_partition
+        from serving.partition.weights import load_partition, loaded_param_bytes, partition_weights_path
+
+        if self._partition_dir is not None:
+            path = partition_weights_path(self._partition_dir, variant, start, end)
+            if os.path.isfile(path):
+                part = load_partition(variant, start, end, path)
+                self.loaded_param_bytes[(variant, start, end)] = loaded_param_bytes(part)
+                return part
+        return build_partition(self.blocks(variant), start, end)
+
+    def prepare(self, variant: str, start: int, end: int) -> bool:
+        """Build the partition now (a function's cold start); whether it was not built yet."""
+        with self._lock:
+            key = (variant, start, end)
+            if key in self._parts:
+                return False
+            self._parts[key] = self._build(variant, start, end)
+            return True
+
     def run(self, variant: str, start: int, end: int, x: np.ndarray) -> np.ndarray:
         import mxnet as mx
-
-        from serving.partition.graph import build_partition
 
         with self._lock:
             key = (variant, start, end)
             if key not in self._parts:
-                self._parts[key] = build_partition(self.blocks(variant), start, end)
+                self._parts[key] = self._build(variant, start, end)
             return self._parts[key](mx.nd.array(x, dtype="float32")).asnumpy()
 
 
@@ -136,7 +159,9 @@ class PartitionHandler:
         y = self.runner.run(variant, start, end, x)
         t2 = time.perf_counter()
         out = {"tensor": inline_tensor(y)}
-        if payload_bytes({**out, "compute_ms": 0.0, "io_ms": 0.0}) > self.payload_limit_bytes:
+        # The driver may run under a tighter payload limit than the platform's: it says so.
+        limit = min(self.payload_limit_bytes, int(payload.get("payload_limit_bytes", self.payload_limit_bytes)))
+        if payload_bytes({**out, "compute_ms": 0.0, "io_ms": 0.0}) > limit:
             key = f"{payload['store_prefix']}{payload['request_id']}/hop{payload['hop']}-a{payload['attempt']}.npy"
             self.store.put(key, tensor_to_bytes(y))
             out = {"tensor": {"key": key}}

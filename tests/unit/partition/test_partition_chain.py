@@ -47,6 +47,8 @@ def test_function_names_round_trip():
     assert parse_function_name(function_name("digits-small", 3, 7)) == ("digits-small", 3, 7)
     with pytest.raises(ValueError):
         parse_function_name("squeezenet")
+    with pytest.raises(ValueError):
+        parse_function_name("resnet50-part-a-b")
 
 
 @pytest.mark.parametrize("cuts", [(1,), (4, 8), (2, 5, 9), tuple(range(1, 10))])
