@@ -21,6 +21,7 @@ import time
 from collections import Counter
 
 import requests
+import hypothesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,6 +45,10 @@ _infer_doc = st.fixed_dictionaries({"inputs": st.one_of(st.lists(_tensor, max_si
                                    optional={"id": _scalar, "outputs": _json, "parameters": st.dictionaries(
                                        st.sampled_from(["slo_ms", "min_accuracy", "binary_data_output", "x"]),
                                        _scalar)})
+# A header value a real HTTP/1.1 client sends: visible ASCII with inner spaces (RFC 9110 field-value;
+# obs-text is obsolete). Control bytes or non-ASCII are refused by the HTTP parser (httptools / h11)
+# before the app runs, with uvicorn's own plain-text 400: that tests uvicorn, not hybridserve.
+_header_value = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=8).map(str.strip)
 _feedback_doc = st.one_of(_json, st.fixed_dictionaries({"id": _scalar, "label": _scalar}),
                           st.lists(st.fixed_dictionaries({"id": _scalar, "label": _scalar}), max_size=4))
 
@@ -62,7 +67,7 @@ class Tally:
             bad = f"{resp.status_code}"
         elif 400 <= resp.status_code < 500 and resp.status_code not in (405,):
             if resp.text.startswith("Invalid HTTP request"):  # uvicorn refused the bytes before the app
-                self.status["http_layer_400"] += 1
+                self.status["http_layer_400"] += 1  # its own column: not our app's answer
                 return
             try:
                 doc = resp.json()
@@ -93,41 +98,42 @@ def fuzz(url: str, cases: int, seed: int = 0, timeout_s: float = 30.0) -> Tally:
             resp = case.call(base_url=url, session=session, timeout=timeout_s)
             tally.check(f"{case.method} {case.formatted_path}", resp)
         run()
-    rest = max(0, cases - tally.cases)
-    body_settings = settings(max_examples=max(1, rest // 3), deadline=None, database=None, derandomize=True,
-                             suppress_health_check=list(HealthCheck))
-
-    @body_settings
-    @given(doc=_infer_doc, name=st.sampled_from(["digits", "digits-small", "digits-large", "nope", "a%2Fb"]))
     def infer_json(doc, name):
         body = json.dumps(doc, allow_nan=True).encode()
         resp = session.post(f"{url}/v2/models/{name}/infer", data=body, timeout=timeout_s,
                             headers={"Content-Type": "application/json"})
         tally.check(f"POST infer json {body[:80]!r}", resp)
 
-    @body_settings
-    @given(head=_infer_doc, tail=st.binary(max_size=2048), hlen=st.one_of(st.none(), st.integers(-5, 5000),
-                                                                          st.text(max_size=8)))
     def infer_binary(head, tail, hlen):
         h = json.dumps(head, allow_nan=True).encode()
         headers = {"Content-Type": "application/octet-stream",
                    "Inference-Header-Content-Length": str(len(h) if hlen is None else hlen)}
-        try:
-            resp = session.post(f"{url}/v2/models/digits-small/infer", data=h + tail, timeout=timeout_s,
-                                headers=headers)
-        except ValueError:  # a header value requests refuses to send (e.g. a newline)
-            return
+        resp = session.post(f"{url}/v2/models/digits-small/infer", data=h + tail, timeout=timeout_s,
+                            headers=headers)
         tally.check(f"POST infer binary hlen={hlen!r}", resp)
 
-    @body_settings
-    @given(doc=_feedback_doc)
     def feedback(doc):
         resp = session.post(f"{url}/feedback", data=json.dumps(doc, allow_nan=True).encode(), timeout=timeout_s,
                             headers={"Content-Type": "application/json"})
         tally.check("POST /feedback", resp)
 
-    for fn in (infer_json, infer_binary, feedback):
-        fn()
+    bodies = ((infer_json, {"doc": _infer_doc, "name": st.sampled_from(
+                  ["digits", "digits-small", "digits-large", "nope", "a%2Fb"])}),
+              (infer_binary, {"head": _infer_doc, "tail": st.binary(max_size=2048),
+                              "hlen": st.one_of(st.none(), st.integers(-5, 5000), _header_value)}),
+              (feedback, {"doc": _feedback_doc}))
+    # Hypothesis stops an operation early once it has exhausted its inputs (a path without
+    # parameters), so the schema half falls short of its share: the body fuzzers take the rest,
+    # round after round (round 0 derandomized, then seeded from `seed`) until `cases` is reached.
+    for round_no in range(20):
+        rest = cases - tally.cases
+        if rest <= 0:
+            break
+        for fn, strategies in bodies:
+            test = settings(max_examples=max(1, -(-rest // len(bodies))), deadline=None, database=None,
+                            derandomize=round_no == 0, suppress_health_check=list(HealthCheck))(
+                given(**strategies)(fn))
+            (test if round_no == 0 else hypothesis.seed(seed * 1000 + round_no)(test))()
     return tally
 
 
@@ -164,11 +170,14 @@ def main() -> int:
     n5xx = tally.status.get(500, 0)
     body = (f"schemathesis {schemathesis.__version__} (hypothesis) against every operation of the daemon's "
             f"/openapi.json, plus hypothesis-drawn JSON and binary-extension bodies for infer and feedback.\n\n"
-            f"| cases | 2xx | 4xx | 5xx | bad 4xx (no JSON error) | server alive after | time |\n"
-            f"|---:|---:|---:|---:|---:|---|---:|\n"
+            f"Header values are what a real HTTP/1.1 client sends (visible ASCII); a 400 that uvicorn's "
+            f"HTTP parser gives before the app runs (`Invalid HTTP request received.`) would be counted "
+            f"in its own column, not as a bad 4xx.\n\n"
+            f"| cases | 2xx | 4xx | 5xx | bad 4xx (no JSON error) | HTTP-parser 400 | server alive after | time |\n"
+            f"|---:|---:|---:|---:|---:|---:|---|---:|\n"
             f"| {tally.cases} | {tally.status.get(200, 0)} | {tally.status.get(400, 0)} | {n5xx} | "
-            f"{len(tally.failures) - min(n5xx, len(tally.failures))} | {'yes' if ok else 'NO'} | "
-            f"{elapsed_s:.0f} s |\n")
+            f"{len(tally.failures) - min(n5xx, len(tally.failures))} | {tally.status.get('http_layer_400', 0)} | "
+            f"{'yes' if ok else 'NO'} | {elapsed_s:.0f} s |\n")
     if tally.failures:
         body += "\nFirst failures:\n\n" + "".join(f"- `{f[:160]}`\n" for f in tally.failures[:10])
     from bench._report import write_section

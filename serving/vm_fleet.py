@@ -11,14 +11,18 @@ The config's `provider:` section names it: `name: aws` (procurement/providers/aw
   bill whether or not a controller runs, so stopping the controller (a deploy, a crash) must not
   cost a cold fleet; the next start adopts them by tag. Local VMs are always released (they are
   processes of this machine and die with its Ray head).
+Local VMs take injected faults from HYBRIDSERVE_VM_FAULTS (procurement/providers/local_vm.py
+`VmFaults`), as the router's function instances take HYBRIDSERVE_FUNCTION_FAULTS.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from controller.config import Config, ConfigError
 
 LOCAL, AWS = "local", "aws"
+VM_FAULTS_ENV = "HYBRIDSERVE_VM_FAULTS"
 
 
 def provider_kind(cfg: Config) -> str:
@@ -69,10 +73,26 @@ def build_vm_provider(cfg: Config, settings, catalog, gcs_address: str) -> tuple
         vms = AwsVmProvider.from_config(_aws_section(cfg), catalog,
                                         instance_types=list(settings.control.instance_types))
         return vms, settings.control.release_on_exit
-    from procurement.providers.local import LocalVmProvider
+    from procurement.providers.local_vm import LocalVmProvider
 
     boot = settings.control.vm_boot_s
     vms = LocalVmProvider(gcs_address,
                           boot_s=lambda t: boot if boot is not None else catalog.instance_type(t).boot_s_mean,
-                          vcpu_of=lambda t: catalog.instance_type(t).vcpu)
+                          vcpu_of=lambda t: catalog.instance_type(t).vcpu, faults=vm_faults_from_env())
     return vms, True
+
+
+def vm_faults_from_env(environ=os.environ):
+    """The local VMs' injected faults from HYBRIDSERVE_VM_FAULTS (tests, the reliability report;
+    e.g. "never_boot=0.5,die_after_s=20,slow_boot_s=5,api_error=0.2,seed=1"), None when unset.
+    A bad spec is a ConfigError: the control loop does not start (the daemon says why) rather
+    than run other faults."""
+    from procurement.providers.local_vm import VmFaults
+
+    text = environ.get(VM_FAULTS_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        return VmFaults.parse(text)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{VM_FAULTS_ENV}={text!r}: {e}") from None

@@ -13,13 +13,14 @@ or v2 (`cpu.max`, `memory.max`). Where neither hierarchy is writable (not root, 
 boot delay it runs `ray start --address <head> --num-cpus <vCPUs> --resources '{"<vm id>": 1}'
 --block` as a child process (what an EC2 VM's user data runs); Serve places replicas on it
 through that resource. `terminate` stops that node alone (SIGTERM to its `ray start`).
+It lives in procurement/providers/local_vm.py (with `VmFaults`, its fault injection, and
+`adopt`), re-exported here.
 
 Both kill their children if this process dies (PR_SET_PDEATHSIG), so nothing is left behind.
 """
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import select
 import signal
@@ -30,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from procurement.providers.base import FunctionRecord, InvokeResult, ProviderError, VmRecord
+from procurement.providers.base import FunctionRecord, InvokeResult, ProviderError
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 _CFS_PERIOD_US = 100_000
@@ -171,8 +172,12 @@ class LocalFunctionProvider:
 
     def __init__(self, keep_alive_s: float = 600.0, mb_per_vcpu: int = 1769, concurrency_limit: int = 8,
                  billing_granularity_ms: int = 1, runtime: str = "mxnet", cgroup_root: str = CGROUP_ROOT,
-                 clock: Callable[[], float] = time.monotonic, python: str = sys.executable):
+                 clock: Callable[[], float] = time.monotonic, python: str = sys.executable,
+                 worker_env: dict[str, str] | None = None):
         self.keep_alive_s = keep_alive_s
+        # Extra environment of every worker (e.g. a partition function's object store and
+        # weights directory, serving/function_worker.py), without touching this process's own.
+        self.worker_env = dict(worker_env or {})
         self.mb_per_vcpu = mb_per_vcpu
         self.concurrency_limit = concurrency_limit
         self.billing_granularity_ms = billing_granularity_ms
@@ -303,7 +308,8 @@ class LocalFunctionProvider:
             memory_mb = fn.record.memory_mb
         vcpu = memory_mb / self.mb_per_vcpu
         limit = CpuMemLimit.create(name, vcpu, memory_mb, self.cgroup_root)
-        env = dict(os.environ, OMP_NUM_THREADS=str(max(1, round(vcpu))), MXNET_CPU_WORKER_NTHREADS="1")
+        env = dict(os.environ, **self.worker_env, OMP_NUM_THREADS=str(max(1, round(vcpu))),
+                   MXNET_CPU_WORKER_NTHREADS="1")
 
         def preexec():
             _die_with_parent()
@@ -409,99 +415,5 @@ def _stop(proc: subprocess.Popen, grace_s: float) -> None:
             proc.wait()
 
 
-# --- VMs ---------------------------------------------------------------------------------------
-@dataclass
-class _LocalVm:
-    record: VmRecord
-    vcpu: int
-    boot_at_s: float
-    proc: subprocess.Popen | None = None
-
-
-class LocalVmProvider:
-    """VMs as Ray worker nodes joined to the head at `head_address` (e.g. "127.0.0.1:6379").
-
-    `boot_s(instance_type)` gives the emulated boot delay; `vcpu_of(instance_type)` the CPUs the
-    node declares. Call `list(now_s)` regularly: it starts nodes whose boot delay has passed.
-    A VM is `ready` once its `ray start` process runs (Ray reports the node shortly after).
-    """
-
-    def __init__(self, head_address: str, boot_s: Callable[[str], float], vcpu_of: Callable[[str], int],
-                 ray_bin: str | None = None, id_prefix: str = "localvm"):
-        self.head_address = head_address
-        self._boot_s = boot_s
-        self._vcpu_of = vcpu_of
-        self._ray_bin = ray_bin or os.path.join(os.path.dirname(sys.executable), "ray")
-        self._prefix = id_prefix
-        self._vms: dict[str, _LocalVm] = {}
-        self._by_request: dict[str, str] = {}
-        self._errors: list[ProviderError] = []
-        self._seq = 0
-
-    def launch(self, request_id: str, instance_type: str, model: str, now_s: float, spot: bool = False) -> str:
-        if request_id in self._by_request:
-            return self._by_request[request_id]
-        try:
-            vcpu, delay_s = int(self._vcpu_of(instance_type)), float(self._boot_s(instance_type))
-        except Exception as e:
-            self._errors.append(ProviderError("api", f"launch {instance_type}: {e}", request_id, transient=False))
-            return ""
-        self._seq += 1
-        vm_id = f"{self._prefix}-{os.getpid()}-{self._seq}"
-        self._vms[vm_id] = _LocalVm(VmRecord(vm_id, request_id, instance_type, model, "booting", now_s, spot=spot),
-                                    vcpu, now_s + delay_s)
-        self._by_request[request_id] = vm_id
-        return vm_id
-
-    def _start(self, vm: _LocalVm, now_s: float) -> None:
-        cmd = [self._ray_bin, "start", "--address", self.head_address, "--num-cpus", str(vm.vcpu),
-               "--resources", json.dumps({vm.record.vm_id: 1}), "--block", "--disable-usage-stats"]
-        try:
-            vm.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                       preexec_fn=_die_with_parent, start_new_session=False)
-        except OSError as e:
-            self._errors.append(ProviderError("boot_failed", f"{vm.record.vm_id}: {e}", vm.record.request_id))
-            vm.record = _replace(vm.record, state="terminated")
-            return
-        vm.record = _replace(vm.record, state="ready", ready_s=now_s)
-
-    def terminate(self, vm_id: str, now_s: float, grace_s: float = 60.0) -> None:
-        """Stop the VM's Ray node and wait for it (blocks up to `grace_s`, then SIGKILL).
-
-        `ray start --block` stops its own node on SIGTERM: about 1.5 s on this machine when the
-        caller drained it first (its Serve replicas gone), up to ~30 s with work still on it."""
-        vm = self._vms.get(vm_id)
-        if vm is None or vm.record.state == "terminated":
-            return
-        vm.record = _replace(vm.record, state="terminating")
-        if vm.proc is not None:
-            vm.proc.terminate()
-            try:
-                vm.proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                vm.proc.kill()
-                vm.proc.wait()
-        vm.record = _replace(vm.record, state="terminated")
-
-    def list(self, now_s: float) -> list[VmRecord]:
-        for vm in list(self._vms.values()):  # a copy: the control loop's worker may launch meanwhile
-            if vm.record.state == "booting" and now_s >= vm.boot_at_s:
-                self._start(vm, now_s)
-            elif vm.record.state == "ready" and vm.proc is not None and vm.proc.poll() is not None:
-                self._errors.append(ProviderError("died", f"{vm.record.vm_id}: ray node exited "
-                                                          f"with {vm.proc.returncode}", vm.record.request_id))
-                vm.record = _replace(vm.record, state="terminated")
-        return [vm.record for vm in list(self._vms.values()) if vm.record.state != "terminated"]
-
-    def poll_errors(self) -> list[ProviderError]:
-        out, self._errors = self._errors, []
-        return out
-
-    def close(self, now_s: float) -> None:
-        for vm_id in list(self._vms):
-            self.terminate(vm_id, now_s)
-
-
-def _replace(record: VmRecord, **changes) -> VmRecord:
-    from dataclasses import replace
-    return replace(record, **changes)
+# --- VMs: procurement/providers/local_vm.py (re-exported: `from ...local import LocalVmProvider`) --
+from procurement.providers.local_vm import LocalVmProvider, VmFaults  # noqa: E402,F401

@@ -1,6 +1,7 @@
 """The local providers with real processes: a function instance (worker process, cold then warm,
 reaped after its keep-alive, CPU-limited by a cgroup where writable) and a VM (a Ray worker node
-joined to a head, placing work through its vm-id resource, then stopped alone)."""
+joined to a head, placing work through its vm-id resource, then stopped alone; adopted by a new
+provider object, then killed with its raylet)."""
 import os
 import time
 
@@ -71,5 +72,46 @@ def test_vm_joins_as_ray_node_then_stops_alone():
         vp.terminate(vm, now_s=5.0)
         assert vp.list(6.0) == [] and vp.poll_errors() == []
         assert np.sum([n["Alive"] for n in ray.nodes()]) == 1  # the head alone remains
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.slow
+def test_a_vm_node_is_adopted_by_a_new_provider_then_killed_with_its_raylet():
+    """A real `ray start` VM: a provider made again in this process adopts it (same process, no
+    second node); the injected death (SIGKILL of `ray start`) takes its raylet and workers with
+    it (Ray's fate sharing), and the cluster sees the node dead."""
+    import sys
+    ray = pytest.importorskip("ray")
+    from procurement.providers.local_vm import VmFaults
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from conftest import _alive, _descendants
+
+    ctx = ray.init(address="local", num_cpus=1, include_dashboard=False)
+    try:
+        gcs = ctx.address_info["gcs_address"]
+        first = LocalVmProvider(gcs, boot_s=lambda t: 0.0, vcpu_of=lambda t: 1)
+        vm = first.launch("req-1", "local.small", "digits-small", now_s=0.0)
+        first.list(0.0)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(n["Alive"] and vm in n["Resources"] for n in ray.nodes()):
+            time.sleep(0.5)
+        assert any(n["Alive"] and vm in n["Resources"] for n in ray.nodes()), "the VM's node did not join"
+        pid = first.pids()[vm]
+        node_tree = _descendants(pid) | {pid}  # ray start, its raylet, the raylet's workers
+        second = LocalVmProvider(gcs, boot_s=lambda t: 0.0, vcpu_of=lambda t: 1,
+                                 faults=VmFaults(die_after_s=1.0))
+        assert [r.vm_id for r in second.adopt(0.5)] == [vm] and second.pids() == {vm: pid}
+        assert sum(1 for n in ray.nodes() if n["Alive"]) == 2  # the head and that one node: no duplicate
+        assert second.list(1.0) == []  # killed by the fault
+        assert [e.kind for e in second.poll_errors()] == ["died"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(_alive(p) for p in node_tree):
+            time.sleep(0.5)
+        assert not [p for p in node_tree if _alive(p)], "the node's processes outlived it"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(n["Alive"] and vm in n["Resources"] for n in ray.nodes()):
+            time.sleep(1.0)
+        assert not any(n["Alive"] and vm in n["Resources"] for n in ray.nodes())
     finally:
         ray.shutdown()
