@@ -6,10 +6,20 @@ backend ("vm" | "function"), status ("ok" | "client_error" | "server_error").
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 _LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 1000, 2000, 5000, 10000, 30000)
+
+
+class Served(NamedTuple):
+    """The labelled series one served request of (app, model, backend) updates."""
+
+    requests_ok: Counter
+    latency_ms: Histogram
+    slo_violations: Counter
 
 
 class RouterMetrics:
@@ -56,6 +66,27 @@ class RouterMetrics:
                                     registry=r)
         self.control_last_tick = Gauge("hybridserve_control_last_good_tick_timestamp_seconds",
                                        "Wall time of the last good control tick", registry=r)
+
+        # Labelled children of the per-request series, cached: `labels()` hashes and validates
+        # the label values on every call (~4 us each, several per request on the hot path).
+        self._served: dict[tuple[str, str, str], Served] = {}
+        self._inflight: dict[str, Gauge] = {}
+
+    def served(self, app: str, model: str, backend: str) -> Served:
+        key = (app, model, backend)
+        out = self._served.get(key)
+        if out is None:
+            out = self._served[key] = Served(self.requests.labels(app, model, backend, "ok"),
+                                             self.latency_ms.labels(app, model, backend),
+                                             self.slo_violations.labels(app, model, backend))
+        return out
+
+    def inflight(self, model: str) -> Gauge:
+        """The `hybridserve_vm_inflight` gauge of one model."""
+        g = self._inflight.get(model)
+        if g is None:
+            g = self._inflight[model] = self.vm_inflight.labels(model)
+        return g
 
     def set_control(self, status: dict) -> None:
         """Mirror the daemon's pushed control status into the gauges."""

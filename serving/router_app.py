@@ -8,14 +8,15 @@ the method of the same name below; errors carry the matching status code (servin
 
 Per infer (`_infer`, shared by both protocols): resolve the name (app or variant), let the
 app's selector pick the variant (serving.router.RouterCore), then send the batch to a VM
-target of that variant (the head's own deployment or a procured VM's, the least loaded) or
+target of that variant (the least loaded: the head's replicas, run in this process by default
+(serving.local_models), or a procured VM's deployment through its handle) or
 spill it to a local function when the VM queue is too long for the SLO or the planned budget.
 
 The control loop in the daemon talks to this replica through two methods: `collect(now_s)`
 (what was measured since the last tick) and `apply_control(update)` (routes, function memory
 and warm pool, the VM targets, cost per request, and the status shown by /status and /metrics).
 """
-import asyncio
+import itertools
 import logging
 import math
 import threading
@@ -86,7 +87,16 @@ class Router(ControlSideDoor):
         self.core = RouterCore([App(**a) for a in apps], accuracy, self.settings)
         self.metrics = RouterMetrics()
         self.started_s = time.time()
-        # VM targets per variant: key -> (handle, replicas); requests in flight per target.
+        # Ids of requests sent without one: a random prefix per replica and a counter (a uuid4
+        # per request reads the OS's random source: a syscall and a GIL hand-off on the hot path).
+        self._id_prefix, self._ids = uuid.uuid4().hex[:20], itertools.count()
+        # VM targets per variant: key -> (handle, replicas); requests in flight per target. The
+        # head's own target runs in this process (serving.local_models; called like a handle)
+        # unless `head_in_process` is off: then it is the variant's ModelServer deployment.
+        self.local_models = {}
+        if self.settings.head_in_process:
+            from serving.local_models import head_models
+            handles = self.local_models = head_models(self.core.variants, self.settings)
         self.targets = {v: {HEAD: (h, max(1, self.settings.options_for(v).min_replicas))} for v, h in handles.items()}
         self.target_inflight: dict[tuple[str, str], int] = {}
         self.telemetry = IntervalStats(list(self.core.apps), self.core.variants, self.started_s)
@@ -101,6 +111,7 @@ class Router(ControlSideDoor):
         for v in self.core.variants:
             self.functions.deploy(v, f.memory_mb)
             self.metrics.function_memory_mb.labels(v).set(f.memory_mb)
+        self._init_function_batcher()  # serving.router_control: batch queues in front of the functions
         self._prewarming: set[str] = set()
         self._init_security_and_faults()
         self._stop = threading.Event()
@@ -126,6 +137,8 @@ class Router(ControlSideDoor):
         self._collect_faults = 0
         self.retries = Counter("hybridserve_function_retries", "Failed function calls retried on a VM target",
                                ["model", "reason"], registry=self.metrics.registry)
+        self.vm_retries = Counter("hybridserve_vm_retries", "Requests retried on another VM target after "
+                                  "theirs failed (a VM died mid-request)", ["model"], registry=self.metrics.registry)
         self.denied = Counter("hybridserve_denied", "Requests refused for credentials", ["endpoint", "status"],
                               registry=self.metrics.registry)
 
@@ -142,10 +155,14 @@ class Router(ControlSideDoor):
     def _reaper(self) -> None:
         while not self._stop.wait(5.0):
             self.functions.reap()
+            for m in self.local_models.values():  # scaled from zero: unloaded when idle, as Serve would
+                m.reap(self.settings.functions.keep_alive_s)
 
     def __del__(self):  # Serve calls it when the replica shuts down
         self._stop.set()
         self.functions.close()
+        for m in self.local_models.values():
+            m.close()
 
     # --- Open Inference Protocol over REST: health and metadata ---------------------------------
     @app.get("/v2/health/live")
@@ -249,7 +266,7 @@ class Router(ControlSideDoor):
             self.metrics.requests.labels(app_label, variant or "", backend, "server_error").inc()
             raise _Failure(503, str(e)) from None
         latency_ms = (time.perf_counter() - t0) * 1000.0
-        request_id = req.id or uuid.uuid4().hex
+        request_id = req.id or f"{self._id_prefix}{next(self._ids):x}"
         req.id = request_id
         cost_usd = fn_usd if backend == "function" else self.vm_cost_usd.get(variant, 0.0)
         met = self.core.finish(request_id, a, variant, int(np.argmax(probs[0])), latency_ms, slo_ms, time.time(),
@@ -262,10 +279,11 @@ class Router(ControlSideDoor):
         if a is not None:
             params.update(app=a.name, slo_ms=slo_ms)
         m = self.metrics
-        m.requests.labels(app_label, variant, backend, "ok").inc()
-        m.latency_ms.labels(app_label, variant, backend).observe(latency_ms)
+        served = m.served(app_label, variant, backend)
+        served.requests_ok.inc()
+        served.latency_ms.observe(latency_ms)
         if not met:
-            m.slo_violations.labels(app_label, variant, backend).inc()
+            served.slo_violations.inc()
         if cold and backend == "function":
             m.cold_starts.labels(variant).inc()
         try:
@@ -295,11 +313,13 @@ class Router(ControlSideDoor):
         retried = None
         if self.core.should_spill(variant, slo_ms) and self._function_faster(variant):
             f = self.settings.functions
-            res = await asyncio.to_thread(self.functions.invoke, variant, batch, f.timeout_s)
+            res = await self.fn_batcher.invoke(variant, batch, f.timeout_s,
+                                               slo_ms - (time.perf_counter() - t0) * 1000.0)
             if res.ok:
                 self._function_gauges(variant)
                 from controller.ledger import function_charge_usd
-                usd = function_charge_usd(res.billed_ms, self.fn_memory.get(variant, f.memory_mb), self.fn_pricing)
+                usd = function_charge_usd(res.billed_ms, self.fn_memory.get(variant, f.memory_mb),
+                                          self.fn_pricing) / res.shared_by  # a batch's charge, split
                 return res.payload, "function", res.cold_start, "function", usd, None
             err = res.error or "error"
             reason = "throttle" if err.startswith("throttled") else "timeout" if err.startswith("timeout") else "error"
@@ -313,33 +333,60 @@ class Router(ControlSideDoor):
             self.retries.labels(variant, reason).inc()
             retried = f"function:{reason}"
         key, handle = self._pick_target(variant)
+        try:
+            probs, cold = await self._on_target(variant, key, handle, batch)
+        except Exception as e:  # a replica died (its VM killed mid-request) or the deployment is unhealthy
+            # Retry once on another target (the head or another VM's deployment) if what is left of
+            # the SLO covers its expected time, the rule of the function retry above; otherwise,
+            # or if that fails too, the explicit error: no request is dropped silently.
+            first = f"model {variant} on {key}: {type(e).__name__}: {e}"
+            other = self._pick_target(variant, exclude=key)
+            elapsed_ms = (time.perf_counter() - t0) * 1000.0
+            if other is None or elapsed_ms + self.core.expected_vm_ms(variant) > slo_ms:
+                why = "no other VM target" if other is None else (
+                    f"no SLO budget left to retry ({elapsed_ms:.0f} ms of {slo_ms:g} ms spent)")
+                raise _BackendError(f"{first}; {why}") from None
+            self.vm_retries.labels(variant).inc()
+            retried = f"vm:{key}" if retried is None else f"{retried},vm:{key}"
+            key, handle = other
+            try:
+                probs, cold = await self._on_target(variant, key, handle, batch)
+            except Exception as e2:
+                raise _BackendError(f"{first}; retry on {key}: {type(e2).__name__}: {e2}") from None
+        return probs, "vm", cold, key, 0.0, retried
+
+    async def _on_target(self, variant: str, key: str, handle, batch: np.ndarray):
+        """(probabilities, cold) from one VM target, counted in flight while it runs; raises
+        what the replica raised."""
         self.core.vm_started(variant)
         self.target_inflight[(variant, key)] = self.target_inflight.get((variant, key), 0) + 1
-        self.metrics.vm_inflight.labels(variant).set(self.core.inflight_vm[variant])
+        self.metrics.inflight(variant).set(self.core.inflight_vm[variant])
         batch_ms = None
         try:
             probs, batch_ms, cold = await handle.infer.remote(batch)
-        except Exception as e:  # a replica died or the deployment is unhealthy
-            raise _BackendError(f"model {variant}: {type(e).__name__}: {e}") from None
         finally:
             self.core.vm_finished(variant, batch_ms)
             self.target_inflight[(variant, key)] -= 1
-            self.metrics.vm_inflight.labels(variant).set(self.core.inflight_vm[variant])
-        return probs, "vm", cold, key, 0.0, retried
+            self.metrics.inflight(variant).set(self.core.inflight_vm[variant])
+        return probs, cold
 
-    def _pick_target(self, variant: str):
-        """The VM target with the fewest requests in flight per replica (head first on ties)."""
+    def _pick_target(self, variant: str, exclude: str | None = None):
+        """The VM target with the fewest requests in flight per replica (head first on ties),
+        other than `exclude`; None when there is no other."""
         best = None
         for key, (handle, replicas) in self.targets[variant].items():
+            if key == exclude:
+                continue
             load = self.target_inflight.get((variant, key), 0) / replicas
             if best is None or load < best[0]:
                 best = (load, key, handle)
-        return best[1], best[2]
+        return None if best is None else (best[1], best[2])
 
     def _function_faster(self, variant: str) -> bool:
-        """Spill only where it helps: a warm instance is free, or a cold start (as measured so
-        far; unknown before the first) is shorter than the expected wait at the VM deployment."""
-        if self.functions.has_idle(variant):
+        """Spill only where it helps: an open batch to join, a warm instance is free, or a cold
+        start (as measured so far; unknown before the first) is shorter than the expected wait at
+        the VM deployment."""
+        if self.fn_batcher.queued(variant) or self.functions.has_idle(variant):
             return True
         cold_ms = self.functions.cold_start_ms(variant)
         return cold_ms is None or cold_ms < self.core.expected_vm_ms(variant)

@@ -35,6 +35,16 @@ class VariantOptions(_Strict):
     runtime: str = Field(default="mxnet", pattern=r"^(mxnet|onnxruntime)$")
 
 
+class FunctionBatching(_Strict):
+    """One batch configuration of a model's function (INFless; serving.function_batcher).
+    Several for one model each take a band [rate_lo_per_s, rate_hi_per_s) of its spill rate."""
+
+    batch_size: int = Field(default=1, ge=1, le=64)
+    wait_ms: float = Field(default=0.0, ge=0, le=10_000)
+    rate_lo_per_s: float = Field(default=0.0, ge=0)
+    rate_hi_per_s: float = Field(default=float("inf"), gt=0)
+
+
 class FunctionOptions(_Strict):
     """The local function backend the router spills to."""
 
@@ -43,6 +53,11 @@ class FunctionOptions(_Strict):
     concurrency_limit: int = Field(default=4, ge=1, description="instances across all functions")
     keep_alive_s: float = Field(default=120, ge=0, description="idle time before an instance is reaped")
     timeout_s: float = Field(default=60, gt=0, description="one invocation, cold start included")
+    batching: dict[str, list[FunctionBatching]] = Field(default_factory=dict, description="model -> batch "
+                                                        "configurations until the control loop plans its own")
+    batch_slack_ms: float = Field(default=50, ge=0, description="part of the SLO a batch queue leaves for the "
+                                  "path around the invocation (proxy, router, reply): it holds a request at most "
+                                  "until SLO - slack - batch execution - cold start")
 
 
 class ControlOptions(_Strict):
@@ -86,7 +101,13 @@ class ServingConfig(_Strict):
     feedback_window_s: float = Field(default=60, gt=0, description="how long a request waits for its label "
                                      "before the selector learns from it without one")
     router_max_ongoing_requests: int = Field(default=1000, ge=1)
+    head_in_process: bool = Field(default=True, description="the router runs the head's replicas of each "
+                                  "variant in its own process (serving.local_models: no Ray hop); false: "
+                                  "through each variant's ModelServer deployment on the head")
     ray_num_cpus: int | None = Field(default=None, ge=1, description="CPUs the local Ray head declares")
+    head_instance_type: str | None = Field(default="local.small", description="the instance type the Ray head "
+                                           "counts as (its standing replicas): billed from start and shown to the "
+                                           "policy as a ready VM it never terminates; null: neither")
     functions: FunctionOptions = FunctionOptions()
     control: ControlOptions = ControlOptions()
     admin_token_file: str | None = Field(default=None, description="file holding the admin bearer token "

@@ -74,7 +74,9 @@ def classification_response(request: InferRequest, model_name: str, probabilitie
     probabilities = np.asarray(probabilities, dtype=np.float32)
     n, num_classes = probabilities.shape
     k = min(request.top_k or DEFAULT_TOP_K, num_classes)
-    label_table = np.array(list(labels), dtype=object)
+    # Index the labels as they are (a tuple of 1000 ImageNet labels must not be copied into a
+    # numpy array per request just to pick k of them).
+    label_of = labels if isinstance(labels, (list, tuple)) else list(labels)
     ids, scores = _top_k(probabilities, k)
     requested_outputs = request.outputs or [RequestedOutput(name) for name in DEFAULT_OUTPUTS]
     outputs = []
@@ -84,12 +86,13 @@ def classification_response(request: InferRequest, model_name: str, probabilitie
         if requested.class_count:
             c = min(requested.class_count, num_classes)
             c_ids, c_scores = _top_k(probabilities, c)
-            strings = [f"{s:f}:{i}:{label_table[i]}" for i, s in zip(c_ids.reshape(-1), c_scores.reshape(-1))]
+            strings = [f"{s:f}:{i}:{label_of[i]}" for i, s in zip(c_ids.reshape(-1).tolist(), c_scores.reshape(-1))]
             outputs.append(InferOutput(name, "BYTES", (n, c), _bytes_array(strings, (n, c)), binary=binary))
         elif name == OUTPUT_CLASS_IDS:
             outputs.append(InferOutput(name, "INT64", (n, k), ids, binary=binary))
         elif name == OUTPUT_LABELS:
-            outputs.append(InferOutput(name, "BYTES", (n, k), _bytes_array(label_table[ids], (n, k)), binary=binary))
+            chosen = [label_of[i] for i in ids.reshape(-1).tolist()]
+            outputs.append(InferOutput(name, "BYTES", (n, k), _bytes_array(chosen, (n, k)), binary=binary))
         elif name == OUTPUT_SCORES:
             outputs.append(InferOutput(name, "FP32", (n, k), scores, binary=binary))
         elif name == OUTPUT_PROBABILITIES:

@@ -63,6 +63,11 @@ def test_infer_variant_binary_pixels_is_accurate(live, samples):
     assert status == 200, out[:300]
     resp = parse_infer_response(out, h.get("Inference-Header-Content-Length"))
     assert resp.id == "it-bin-1" and resp.parameters["variant"] == "digits-large"
+    # A standing variant (min_replicas 1) runs in the router by default (serving.head_in_process),
+    # loaded at start: its answers say "vm" and are never a cold start.
+    p = resp.parameters
+    assert p["backend"] == "vm" and p["cold_start"] is False
+    assert p["target"] == "head" or p["target"].startswith("vm-")
     top1 = resp.output("class_ids").data[:, 0]
     assert (top1 == y[:32]).mean() >= 0.85  # a trained model, not an initialisation
 
@@ -139,6 +144,7 @@ def test_status_apps_and_metrics(live):
     assert {v["name"] for v in apps["variants"]} == VARIANTS
     status, st = live.get_json("/status")
     assert status == 200 and set(st["apps"]["digits"]["variants"]) == VARIANTS
+    assert set(st["vm_targets"]) == VARIANTS and all("head" in t for t in st["vm_targets"].values())
     status, _, body = live.request("GET", "/metrics")
     assert status == 200 and b"hybridserve_requests_total" in body
     assert json.loads(live.request("GET", "/openapi.json")[2])["info"]["title"] == "hybridserve"
