@@ -7,6 +7,9 @@ Events:
   `model` defaults to $HYBRIDSERVE_MODEL (each function serves one model), `batch` (optional)
   must match N. Returns `{"model", "class_ids", "scores", "labels"?, "duration_ms", "cold",
   "load_ms", "request_id"}`; with `"return_probabilities": true` also `probabilities`.
+  Several samples (one request's batch, or the function batcher's batch of several requests,
+  serving/function_batcher.py) run as ONE forward pass; every output list is per sample, in
+  input order, so the caller splits the reply back by row.
 - warm-up ping: `{"warmup": true}` loads the model if this execution environment has not yet
   (so the ping, not a user request, pays the cold start) and returns `{"warmup": true, "cold"}`.
 

@@ -1,7 +1,9 @@
 """The router replica's side door for the control loop (DeploymentHandle calls from the
 daemon): `collect(now_s)` hands over what was measured since the last tick, `apply_control`
 carries out the router's part of a Plan (routes, function memory and warm pool, VM targets,
-cost per request, the status shown by /status and /metrics). A mixin of
+cost per request, the status shown by /status and /metrics); `_init_function_batcher` sets up the
+batch queues in front of the functions, which the plan's function configurations (batch size,
+wait, spill-rate band) reconfigure. A mixin of
 `serving.router_app.Router`, kept apart so the protocol endpoints stay in one file of their own.
 """
 import threading
@@ -9,12 +11,21 @@ import threading
 import numpy as np
 from ray import serve
 
+from serving.function_batcher import BatchConfig, FunctionBatcher
 from serving.runtimes import spec_of
 
 HEAD = "head"  # the target key of a variant's own deployment (replicas on the Ray head)
 
 
 class ControlSideDoor:
+    def _init_function_batcher(self) -> None:
+        """The batch queues in front of the functions (serving.function_batcher), with the
+        static configurations of `serving.functions.batching` until the plan brings its own."""
+        self.fn_batcher = FunctionBatcher(self.functions, slack_ms=self.settings.functions.batch_slack_ms)
+        for v, options in self.settings.functions.batching.items():
+            if v in self.fn_memory:
+                self.fn_batcher.configure(v, [BatchConfig.of(o.model_dump()) for o in options])
+
     def collect(self, now_s: float) -> dict:
         """What was measured since the last call: telemetry, VM backlogs, function interval stats."""
         if self._collect_faults > 0:  # injected (POST /admin/faults): the loop must survive it
@@ -47,14 +58,22 @@ class ControlSideDoor:
         for v, budget in update.get("routes", {}).items():
             if v in self.core.route_budget_ms or v in self.core.variants:
                 self.core.route_budget_ms[v] = budget
+        by_model: dict[str, list[dict]] = {}
         for fc in update.get("functions", []):
-            v = fc["model"]
-            if v not in self.fn_memory:
-                continue
+            if fc["model"] in self.fn_memory:
+                by_model.setdefault(fc["model"], []).append(fc)
+        for v, records in by_model.items():
+            # Several records are INFless's non-uniform bands; the bottom one carries the memory
+            # (one memory per model on this provider) and the warm pool.
+            records.sort(key=lambda fc: fc.get("rate_lo_per_s", 0.0))
+            old_mb = self.fn_memory[v]
             # A memory pinned by the admin wins over the tuner's plan.
-            self.fn_memory[v] = self.fn_memory_pinned.get(v, int(fc["memory_mb"]))
-            self.fn_warm_pool[v] = int(fc["warm_pool"])
-            self.functions.deploy(v, self.fn_memory[v], warm_pool=self.fn_warm_pool[v])
+            self.fn_memory[v] = self.fn_memory_pinned.get(v, int(records[0]["memory_mb"]))
+            self.fn_warm_pool[v] = sum(int(fc["warm_pool"]) for fc in records)
+            configs = [BatchConfig.of(fc) for fc in records]
+            self.functions.deploy(v, self.fn_memory[v], warm_pool=self.fn_warm_pool[v],
+                                  batch_size=max(c.batch_size for c in configs))
+            self.fn_batcher.configure(v, configs, memory_changed=self.fn_memory[v] != old_mb)
             self.metrics.function_memory_mb.labels(v).set(self.fn_memory[v])
             self.metrics.function_warm_pool.labels(v).set(self.fn_warm_pool[v])
         if self.settings.control.prewarm_functions:

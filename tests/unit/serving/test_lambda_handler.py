@@ -89,3 +89,28 @@ def test_bad_requests_raise_value_error(event, message, monkeypatch):
 def test_wrong_tensor_shape_is_refused_by_the_model():
     with pytest.raises(ValueError, match="expected a batch of shape"):
         lambda_handler.handler({"model": "tiny", "inputs": [[[[1.0, 2.0, 3.0]]]]}, Context())
+
+
+def test_a_batch_of_requests_runs_as_one_forward_pass_and_splits_back():
+    """What the function batcher sends: several requests' samples in one event. One predict over
+    all of them; sample i's outputs are exactly what it gets alone."""
+    calls: list[int] = []
+
+    def counting_loader(variant: str) -> LoadedModel:
+        def logits(b):
+            calls.append(b.shape[0])
+            return b.reshape(b.shape[0], -1)[:, :3] * 10.0
+        return LoadedModel(variant, "mxnet", (1, 2, 2), ("cat", "dog", "fox"), "init:test", 0.0, _logits_fn=logits)
+
+    lambda_handler.set_loader(counting_loader)
+    rng = np.random.default_rng(3)
+    samples = rng.random((5, 1, 2, 2)).astype(np.float32)
+    together = lambda_handler.handler({"model": "tiny", "inputs": samples.tolist(), "batch": 5, "top_k": 2,
+                                       "return_probabilities": True}, Context())
+    assert calls == [5]
+    for i in range(5):
+        alone = lambda_handler.handler({"model": "tiny", "inputs": samples[i:i + 1].tolist(), "top_k": 2,
+                                        "return_probabilities": True}, Context())
+        assert together["class_ids"][i] == alone["class_ids"][0] and together["labels"][i] == alone["labels"][0]
+        np.testing.assert_allclose(together["probabilities"][i], alone["probabilities"][0], rtol=1e-6)
+    assert calls == [5, 1, 1, 1, 1, 1]
