@@ -2,6 +2,7 @@
 it is ready, stop it with SIGTERM. Not a benchmark itself."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ apps:
 policy:
   control_interval_s: 5
 serving:
+  head_instance_type: local.small
   serve_config_apps: false
   apps:
     - name: digits
@@ -47,6 +49,7 @@ def free_port() -> int:
 
 class Daemon:
     def __init__(self, control: bool = False, config_text: str | None = None):
+        self.control = control
         self.http_port, self.grpc_port = free_port(), free_port()
         self.cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
         self.cfg.write(config_text or BENCH_CONFIG % {"control": str(control).lower()})
@@ -68,12 +71,18 @@ class Daemon:
                 raise RuntimeError(f"hybridserve run exited with {self.proc.returncode}; log {self.log.name}")
             try:
                 with urllib.request.urlopen(self.url + "/v2/health/ready", timeout=2) as r:
-                    if r.status == 200:
+                    if r.status == 200 and (not self.control or self._loop_ticked()):
                         return self
             except OSError:
                 pass
             time.sleep(0.5)
         raise RuntimeError(f"hybridserve run not ready in 300 s; log {self.log.name}")
+
+    def _loop_ticked(self) -> bool:
+        """The control loop has ticked: the daemon has finished starting (it answers ready while
+        it still measures the catalog, whose requests and function would skew a benchmark)."""
+        with urllib.request.urlopen(self.url + "/status", timeout=5) as r:
+            return "tick" in (json.loads(r.read()).get("control") or {})
 
     def __exit__(self, *exc) -> None:
         if self.proc and self.proc.poll() is None:
@@ -91,6 +100,15 @@ def add_slice_args(ap) -> None:
     ap.add_argument("--rate-scale", type=float, default=0.0075)
     ap.add_argument("--start-s", type=int, default=0)
     ap.add_argument("--duration-s", type=int, default=600)
+    ap.add_argument("--short", action="store_true", help="a 240-s slice (24 wall seconds at x10): a quick run")
+
+
+def slice_args(ap):
+    """Parse the slice arguments; --short overrides --duration-s."""
+    args = ap.parse_args()
+    if args.short:
+        args.duration_s = 240
+    return args
 
 
 def load_note() -> str:

@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-feedback", action="store_true", help="do not send the true labels")
     g.add_argument("--max-in-flight", type=int, default=256)
     g.add_argument("--no-progress", action="store_true")
+    g.add_argument("--grpc", action="store_true", help="send over KServe v2 gRPC (ModelInfer) instead of REST; "
+                   "feedback still goes to --url")
+    g.add_argument("--grpc-target", help="gRPC host:port (default 127.0.0.1:9000; implies --grpc)")
     from controller.profiler import command as profile_command  # issue 7: profile and tune
     from controller.tuning import command as tune_command
     profile_command.add_parser(sub)

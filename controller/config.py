@@ -80,6 +80,14 @@ class FaultConfig(_Strict):
                                      description="a control tick raises (the loop must survive)")
 
 
+class StandingVmConfig(_Strict):
+    """A VM up for the whole run that the policy sees but never terminates (the live system's Ray
+    head, which serves every variant beside the VMs the policy buys). Billed from t = 0."""
+
+    instance_type: str = Field(min_length=1)
+    models: list[str] = Field(default_factory=list, description="variants it serves; empty: every catalog model")
+
+
 class SimulatorConfig(_Strict):
     """How a trace is replayed."""
 
@@ -91,6 +99,15 @@ class SimulatorConfig(_Strict):
     duration_s: int | None = Field(default=None, gt=0)
     client_timeout_s: float = Field(default=30, gt=0, description="a request queued longer is dropped")
     faults: FaultConfig = FaultConfig()
+    standing_vms: list[StandingVmConfig] = Field(default_factory=list, description="VMs up from the start, "
+                                                 "never terminated (bench/live_fidelity.py: the live head)")
+    prewarm_functions: bool = Field(default=True, description="keep the warm pools the policy plans (false: "
+                                    "as the live daemon with serving.control.prewarm_functions false)")
+    warm_start: bool = Field(default=True, description="first observation: the first minute's rate, and "
+                             "launches at t = 0 ready at once; false: a quiet second, as a live daemon starts")
+    vm_latency_jitter_ms: list[float] = Field(default_factory=list, description="added to each VM-served "
+                                              "request's latency, drawn from these (a machine's measured spread "
+                                              "around its median service time: serving.live_catalog); empty: none")
 
 
 class PolicyParams(_Strict):

@@ -18,7 +18,15 @@ Every tick (its time chosen by the policy's `Plan.next_tick_s`, at most `control
    pool, routes (VM wait budgets) and cost per request go to the router (`apply_control`);
 5. bill with controller/ledger.py (VMs per second with the minimum; functions per invocation,
    as the router measured them) and push the status (cost, fleet, forecast, tick health).
+The Ray head's standing replicas are a VM too (`serving.head_instance_type`, controller/sim/
+standing.py): billed from start, in every Observation as a ready VM per variant, and never
+terminated (a termination the policy sends it is dropped), exactly as the simulator's
+`simulator.standing_vms` does, so both shells plan and bill the same fleet.
 The loop never dies: a failing tick is counted (by kind) and logged, and the next one runs.
+Faults of the fleet (docs/reliability.md): a launch the provider failed is issued again (same
+request id) on the next ticks; a VM still up after its release ran is released again; a VM
+whose node has not joined within the provider's `join_timeout_s` (local only) is given up and
+terminated; a VM that died has its Serve app deleted, so the router stops sending to it.
 Fleet actions that wait (a deploy, a drain) run on a small worker pool, not in the tick.
 
 At start the loop adopts the deployment's VMs left by an earlier controller (`adopt`): they
@@ -28,6 +36,7 @@ process's Ray head), else leaves it running for the next start to adopt (aws by 
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import threading
@@ -39,11 +48,13 @@ import numpy as np
 from controller.core import (FunctionView, ModelStats, Observation, PolicyContext, QueryClass, VmView,
                              make_policy)
 from controller.ledger import Ledger, vm_charge_usd
+from controller.sim.standing import is_standing, standing_vm
 from procurement.providers.guards import Guard
 
 log = logging.getLogger("hybridserve.control")
 _RPC_TIMEOUT_S = 30.0
 _JOIN_TIMEOUT_S = 120.0
+_LAUNCH_ATTEMPTS = 3  # a launch the provider failed is tried this many times in all, a tick apart
 
 
 def policy_config(cfg, settings):
@@ -84,6 +95,9 @@ class ControlLoop:
         self._joined_vm_ids = joined_vm_ids or _ray_joined_vm_ids
         self.adopted: list = []  # VmRecords taken over at start
         self.ledger = Ledger()
+        head_type = getattr(settings, "head_instance_type", None)
+        self.standing = [standing_vm("head", head_type, [], catalog, launched_s=clock())] if head_type else []
+        self._standing_billed = False
         self.interval_s = self.cfg.policy.control_interval_s
         self.ticks, self.errors = 0, {}
         self.last_good_s = self.last_duration_s = None
@@ -93,6 +107,9 @@ class ControlLoop:
         self._vm_app: dict[str, tuple[str, str, int]] = {}  # vm id -> (model, serve app, replicas): serving
         self._joining: dict[str, object] = {}  # vm id -> future of its deploy
         self._releasing: set[str] = set()
+        self._failed_launches: dict[str, tuple] = {}  # request id -> (LaunchVm, attempts so far)
+        self._released: set[str] = set()  # release ran (the provider may still list it: see _retry_releases)
+        self._billed_to: dict[str, float] = {}  # vm id -> billed up to (a release that ran)
         self._records: dict[str, object] = {}  # vm id -> last VmRecord seen (for billing)
         self._not_joined: set[str] = set()  # `ready` per the provider, Ray node not in the cluster
         self._late_join_warned: set[str] = set()
@@ -148,6 +165,7 @@ class ControlLoop:
         self._pool.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             records = self.vms.list(self.clock())
+        self._bill_standing(self.clock())
         if not release:
             kept = [r.vm_id for r in records if r.vm_id not in self._releasing]
             if kept:
@@ -171,6 +189,7 @@ class ControlLoop:
                 self._count(f"provider_{e.kind}")
                 self._event(f"vm provider: {e.message}", logging.WARNING)
             self._join_ready(records)
+            self._retry_releases(records)
             obs = self._observation(now_s, data, records)
             plan, self.state = self.policy.decide(obs, self.state, self.rng)
             self.last_plan = plan
@@ -221,6 +240,7 @@ class ControlLoop:
         vms = tuple(VmView(r.vm_id, r.request_id, r.instance_type, r.model,
                            "booting" if r.vm_id in self._not_joined else r.state, r.launched_s, r.spot)
                     for r in records if r.state in ("booting", "ready") and r.vm_id not in self._releasing)
+        vms += tuple(v for sv in self.standing for v in sv.views())
         functions = {m: FunctionView(m, int(f["memory_mb"]), int(f["warm_instances"]), int(f["peak_concurrency"]),
                                      int(f["invocations"]), int(f["cold_starts"]), float(f["mean_duration_ms"]))
                      for m, f in data["functions"].items() if m in mi}
@@ -238,7 +258,13 @@ class ControlLoop:
         return self.catalog.instance_type(instance_type).price_usd_per_h(spot)
 
     def _apply(self, plan, now_s: float, records) -> None:
-        allowed, refused = self.guard.filter_launches(plan.launches, records, self._guard_price,
+        # A launch the provider failed (an API error: it returned no id) is issued again, same
+        # request id (idempotent), on the next _LAUNCH_ATTEMPTS - 1 ticks: the policy counts it
+        # as pending until its launch_timeout_s, so without this nothing would replace it for that long.
+        planned = {launch.request_id for launch in plan.launches}
+        launches = list(plan.launches) + [launch for launch, _ in self._failed_launches.values()
+                                          if launch.request_id not in planned]
+        allowed, refused = self.guard.filter_launches(launches, records, self._guard_price,
                                                       self._fn_spend_usd_per_h)
         for why in refused:
             self._count("guard_refused")
@@ -246,9 +272,14 @@ class ControlLoop:
         with self._lock:
             for launch in allowed:
                 vm_id = self.vms.launch(launch.request_id, launch.instance_type, launch.model, now_s, spot=launch.spot)
+                attempts = self._failed_launches.pop(launch.request_id, (None, 0))[1] + 1
                 if vm_id:
                     self._event(f"launch {vm_id} ({launch.instance_type}) for {launch.model}")
+                elif attempts < _LAUNCH_ATTEMPTS:
+                    self._failed_launches[launch.request_id] = (launch, attempts)
         for term in plan.terminations:
+            if is_standing(self.standing, term.vm_id):
+                continue  # the head serves whatever the policy thinks
             if term.vm_id not in self._releasing:
                 self._event(f"terminate {term.vm_id}")
                 self._releasing.add(term.vm_id)
@@ -262,6 +293,11 @@ class ControlLoop:
         `ready-but-not-joined` without holding a worker, so drains and releases still run."""
         for rec in records:
             self._records[rec.vm_id] = rec
+        listed = {r.vm_id for r in records}
+        for vm_id in [v for v in list(self._vm_app) if v not in listed and v not in self._releasing]:
+            # It died (the provider reported it): stop routing to it, delete its Serve app, bill it.
+            self._releasing.add(vm_id)
+            self._pool.submit(self._release, vm_id, False)
         waiting = [r for r in records if r.state == "ready" and r.vm_id not in self._vm_app
                    and r.vm_id not in self._joining and r.vm_id not in self._releasing]
         joined: set[str] = set()
@@ -273,9 +309,18 @@ class ControlLoop:
                 log.warning("listing the Ray nodes failed: %s", e)
         self._not_joined = {r.vm_id for r in waiting if r.vm_id not in joined}
         now_s = self.clock()
+        give_up_s = getattr(self.vms, "join_timeout_s", None)  # None (aws): warn only, user data may be slow
         for rec in waiting:
             if rec.vm_id in joined:
                 self._joining[rec.vm_id] = self._pool.submit(self._deploy_on_vm, rec)
+            elif give_up_s is not None and rec.ready_s is not None and now_s - rec.ready_s > give_up_s:
+                # Never finished booting (a provider that knows its nodes join fast, e.g. local):
+                # release it; the policy no longer sees it and buys a replacement if still needed.
+                self._count("vm_boot_timeout")
+                self._event(f"{rec.vm_id}: its Ray node has not joined in {give_up_s:g} s; giving up on it",
+                            logging.WARNING)
+                self._releasing.add(rec.vm_id)
+                self._pool.submit(self._release, rec.vm_id, False)
             elif rec.vm_id not in self._late_join_warned and rec.ready_s is not None \
                     and now_s - rec.ready_s > _JOIN_TIMEOUT_S:
                 self._late_join_warned.add(rec.vm_id)
@@ -299,7 +344,19 @@ class ControlLoop:
             vcpu = self.catalog.instance_type(rec.instance_type).vcpu
             replicas = max(1, round(vcpu * self.ctl.vm_replicas_per_vcpu))
             app = f"vm-{rec.vm_id}"
-            serve.run(vm_app(rec.model, rec.vm_id, replicas, self.settings), name=app, route_prefix=None)
+            # Not serve.run: it waits for RUNNING without end, and a node killed mid-deploy makes
+            # the replicas unschedulable, which would hold this worker (and stop()) forever.
+            from ray.serve.api import _run
+            _run(vm_app(rec.model, rec.vm_id, replicas, self.settings), name=app, route_prefix=None,
+                 _blocking=False)
+            deadline = time.monotonic() + _JOIN_TIMEOUT_S
+            while getattr(serve.status().applications.get(app), "status", None) != "RUNNING":
+                node_alive = any(n["Alive"] and rec.vm_id in n.get("Resources", {}) for n in ray.nodes())
+                if not node_alive or time.monotonic() > deadline or self._stop.is_set() \
+                        or rec.vm_id in self._releasing:
+                    serve.delete(app, _blocking=False)
+                    raise RuntimeError(f"{app} not running ({'its node died' if not node_alive else 'timeout'})")
+                time.sleep(0.5)
             with self._lock:
                 self._vm_app[rec.vm_id] = (rec.model, app, replicas)
             self._event(f"{rec.vm_id} serves {rec.model} with {replicas} replica(s)")
@@ -317,6 +374,16 @@ class ControlLoop:
                 if vm_id not in self._releasing:
                     out.setdefault(model, {})[app] = replicas
         return out
+
+    def _retry_releases(self, records) -> None:
+        """A VM still up after its release ran (the provider's terminate call failed: an API
+        error, reported by poll_errors) is released again, so a failed call leaks no VM."""
+        for r in records:
+            if r.vm_id in self._released and r.state in ("booting", "ready"):
+                self._released.discard(r.vm_id)
+                self._count("vm_release_retry")
+                self._event(f"{r.vm_id} is still {r.state} after its release; terminating it again")
+                self._pool.submit(self._release, r.vm_id, False)
 
     def _release(self, vm_id: str, drain: bool) -> None:
         """Drain (the router stops sending; in-flight requests finish), delete the VM's Serve app,
@@ -344,10 +411,13 @@ class ControlLoop:
                 self.vms.terminate(vm_id, self.clock())
             with self._lock:
                 self._vm_app.pop(vm_id, None)
-                if rec is not None:
-                    self.ledger.add_vm(rec.model, vm_charge_usd(self._price(rec.instance_type, rec.spot),
-                                                                self.clock() - rec.launched_s,
-                                                                self.cfg.vms.billing_minimum_s))
+                if rec is not None:  # a second release (a failed terminate) bills only the time since
+                    since_s = self._billed_to.get(vm_id, rec.launched_s)
+                    self._billed_to[vm_id] = self.clock()
+                    self.ledger.add_vm(rec.model, vm_charge_usd(
+                        self._price(rec.instance_type, rec.spot), self._billed_to[vm_id] - since_s,
+                        self.cfg.vms.billing_minimum_s if since_s == rec.launched_s else 0.0))
+                self._released.add(vm_id)
             self._event(f"released {vm_id}")
         except Exception as e:
             self._count("vm_release")
@@ -368,8 +438,17 @@ class ControlLoop:
         for rec in self.vms.list(now_s):
             live += vm_charge_usd(self._price(rec.instance_type, rec.spot), now_s - rec.launched_s,
                                   self.cfg.vms.billing_minimum_s)
+        if not self._standing_billed:
+            live += sum(sv.charge_usd(now_s, self.cfg.vms.billing_minimum_s) for sv in self.standing)
         vm = self.ledger.vm_usd + live
         return {"vm": vm, "function": self.ledger.function_usd, "total": vm + self.ledger.function_usd}
+
+    def _bill_standing(self, now_s: float) -> None:
+        """The head into the ledger, once, when the loop stops (until then cost_usd adds it live)."""
+        if not self._standing_billed:
+            for sv in self.standing:
+                self.ledger.add_vm(sv.vm_id, sv.charge_usd(now_s, self.cfg.vms.billing_minimum_s))
+            self._standing_billed = True
 
     def _vm_cost_per_request(self, data: dict, records) -> dict:
         """$ per request served on VMs, per model: the model's VM spend over its VM requests in the
@@ -378,6 +457,7 @@ class ControlLoop:
         out = {}
         for m in self.models:
             usd_per_s = sum(self._price(r.instance_type, r.spot) / 3600.0 for r in records if r.model == m)
+            usd_per_s += sum(sv.usd_per_s_per_model() for sv in self.standing if m in sv.models)
             served = data["stats"].get(m, {}).get("served_vm", 0)
             out[m] = usd_per_s * span_s / served if served else 0.0
         return out
@@ -405,7 +485,10 @@ class ControlLoop:
                             "serving" if r.vm_id in self._vm_app else
                             "ready-but-not-joined" if r.vm_id in self._not_joined else r.state),
                   "age_s": round(now_s - r.launched_s, 1)} for r in records]
+        standing = [{"vm_id": sv.vm_id, "instance_type": sv.instance_type, "models": list(sv.models),
+                     "age_s": round(now_s - sv.launched_s, 1)} for sv in self.standing]
         status = {"policy": self.policy.name, "cost_usd": self.cost_usd(now_s), "fleet": fleet,
+                  "standing": standing, "catalog_dir": self.catalog.directory,
                   "forecast": self._forecast(now_s), "arrivals_per_s": arrivals,
                   "plan": {"launches": len(plan.launches), "terminations": len(plan.terminations),
                            "routes": {r.model: r.max_vm_wait_ms for r in plan.routes},
@@ -418,8 +501,8 @@ class ControlLoop:
         serving = {model for model, _, _ in self._vm_app.values()}
         return {"routes": {r.model: (r.max_vm_wait_ms if r.spill and r.model in serving else None)
                            for r in plan.routes},
-                "functions": [{"model": f.model, "memory_mb": f.memory_mb, "warm_pool": f.warm_pool}
-                              for f in plan.functions],
+                # Whole records: batching bands (INFless) and partition plans (AMPS-Inf) included.
+                "functions": [dataclasses.asdict(f) for f in plan.functions],
                 "vm_apps": self._vm_apps(), "vm_cost_per_request_usd": self._vm_cost_per_request(data, records),
                 "status": status}
 

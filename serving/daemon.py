@@ -5,12 +5,15 @@ Steps, in order:
 2. make sure the digits variants are trained (cached under HYBRIDSERVE_CACHE), so their
    measured accuracy is the selector's prior and replicas start without training;
 3. write the live catalog the policy plans with (serving.live_catalog: the served variants on
-   the local instance types; digits variants measured now);
+   the local instance types and the head's (`serving.head_instance_type`); digits variants
+   measured now, their function cold start on a real local function instance);
 4. start a fresh local Ray head (`address="local"`: never attach to a stale cluster), then Ray
    Serve with HTTP on `http_host:http_port` and KServe v2 gRPC on `grpc_port` (proxy on the head
    only: a VM's node must not start a second proxy on the same ports), and deploy the router and
    model deployments;
-5. start the control loop (serving.control_loop) with the config's VM provider (serving.vm_fleet:
+5. time requests through the proxy and router into the live catalog (measured end to end, so the
+   policy and a simulator fed this catalog see this machine's service time), then start the
+   control loop (serving.control_loop; the head counts as a standing VM) with the config's VM provider (serving.vm_fleet:
    a LocalVmProvider joined to this head, or with `provider.name: aws` an AwsVmProvider whose
    instances join the head at `provider.vm.ray_head_address`); the loop adopts the fleet left
    by an earlier start;
@@ -34,6 +37,9 @@ from serving.settings import ServingConfig
 log = logging.getLogger("hybridserve.daemon")
 
 APP_NAME = "hybridserve"
+# How long the control loop's start waits, once Serve is up, for the function cold start being
+# measured since before Ray started; past it the catalog keeps the in-process load time.
+_COLD_WAIT_S = 60.0
 _loop = None  # the running ControlLoop (stop() releases its fleet)
 
 
@@ -95,12 +101,23 @@ def start(cfg: Config, settings: ServingConfig, out=sys.stdout, on_ray_started=N
     apps, accuracy = prepare(cfg, settings)
     print(f"hybridserve: apps {', '.join(a.name for a in apps)}; variants "
           f"{', '.join(f'{v} ({acc:.3f})' for v, acc in sorted(accuracy.items()))}", file=out, flush=True)
-    catalog = None
+    catalog = cold_future = None
     if settings.control.enabled:
-        from serving.live_catalog import build_live_catalog
+        from concurrent.futures import ThreadPoolExecutor
+
+        from serving.live_catalog import build_live_catalog, measure_function_cold
+        head = [settings.head_instance_type] if settings.head_instance_type else []
         catalog = build_live_catalog(cfg.catalog.dir, tempfile.mkdtemp(prefix="hybridserve-catalog-"),
-                                     sorted(accuracy), accuracy, settings.control.instance_types,
+                                     sorted(accuracy), accuracy,
+                                     list(dict.fromkeys(list(settings.control.instance_types) + head)),
                                      settings.control.vm_boot_s)
+        # A real function cold start (seconds: interpreter, mxnet import under the CPU quota),
+        # timed while Ray and Serve start rather than before.
+        first_digits = next((v for v in sorted(accuracy) if v.startswith("digits-")), None)
+        if settings.functions.enabled and first_digits:
+            cold_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cold-start")
+            cold_future = cold_pool.submit(measure_function_cold, first_digits, settings.functions.memory_mb)
+            cold_pool.shutdown(wait=False)
     ctx = ray.init(address="local", num_cpus=settings.ray_num_cpus, include_dashboard=False,
                    runtime_env={"env_vars": _worker_env()}, logging_level=logging.WARNING, log_to_driver=False,
                    configure_logging=True)
@@ -116,6 +133,20 @@ def start(cfg: Config, settings: ServingConfig, out=sys.stdout, on_ray_started=N
     url = f"http://{settings.http_host}:{settings.http_port}"
     if catalog is not None:
         from serving.control_loop import ControlLoop
+        from serving.live_catalog import add_router_overhead, measure_router_latency_ms, set_function_cold_start
+
+        if cold_future is not None:  # first: its process must not share the CPU with the timing below
+            try:
+                catalog = set_function_cold_start(catalog, cold_future.result(timeout=_COLD_WAIT_S),
+                                                  cfg.functions.container_init_ms, first_digits)
+            except Exception as e:  # plan with the in-process load time; say why
+                log.warning("measuring a function cold start failed (%s: %s); the catalog has the load time",
+                            type(e).__name__, e)
+        try:
+            catalog = add_router_overhead(catalog, measure_router_latency_ms(url, sorted(accuracy), catalog))
+        except Exception as e:  # plan with the bare forward pass rather than not at all; say why
+            log.warning("measuring the router overhead failed (%s: %s); the catalog has the forward pass only",
+                        type(e).__name__, e)
 
         try:
             vms, release_on_exit = build_vm_provider(cfg, settings, catalog, ctx.address_info["gcs_address"])

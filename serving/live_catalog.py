@@ -12,17 +12,30 @@ instance types, so at start the daemon writes a small catalog directory:
   batch 1, 2, 4, 8). A VM runs one batch per vCPU; a function at `memory_mb` gets
   memory / 1769 of a vCPU, so below one vCPU its latency grows by 1769 / memory (the cgroup
   quota the local function provider sets). E.g. 1.2 ms at batch 1 -> 16.6 ms at 128 MB.
-The simulator can be pointed at the same directory (bench/live_fidelity.py does).
+  Their function cold start is measured too when the daemon asks (`measure_function_cold`: a
+  real local function instance, started, loaded and timed, minus its warm call and the config's
+  `container_init_ms`, which the simulator adds back; `set_function_cold_start`), not the
+  in-process load time; the daemon runs it while Ray and Serve start;
+- once Serve is up, the daemon times requests through the HTTP proxy and the router to each
+  digits variant (`measure_router_latency_ms`) and adds the median beyond the forward pass to the
+  variant's VM and function rows (`add_router_overhead`): the simulator's service time is then
+  what a client of this machine sees, not the bare forward pass; the spread around the median
+  goes to `vm_latency_jitter.csv` (the simulator can draw from it).
+The simulator can be pointed at the same directory (bench/live_fidelity.py copies the daemon's,
+whose path /status shows as control.catalog_dir).
 """
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import time
 
 import numpy as np
 
 from controller.catalog import Catalog
+
+log = logging.getLogger("hybridserve.catalog")
 
 MB_PER_VCPU = 1769
 _MEMORY_GRID_MB = (128, 256, 512, 1024, 1769, 3008)
@@ -67,10 +80,32 @@ def measure_variant(variant: str, repeats: int = 5) -> tuple[dict[int, float], f
     return out, load_ms
 
 
+def measure_function_cold(variant: str, memory_mb: int) -> tuple[float, float]:
+    """(cold, warm) ms of one real local function instance of `variant` at `memory_mb` (its CPU
+    quota as the router's functions get it): the first call starts the process, imports the
+    runtime and loads the weights; the second is warm."""
+    from procurement.providers.local import LocalFunctionProvider
+    from serving.runtimes import spec_of
+
+    fp = LocalFunctionProvider(keep_alive_s=60.0, concurrency_limit=1)
+    try:
+        fp.deploy(variant, memory_mb)
+        x = np.zeros((1,) + tuple(spec_of(variant).input_shape), np.float32)
+        cold, warm = fp.invoke(variant, x, 120.0), fp.invoke(variant, x, 120.0)
+        if not (cold.ok and warm.ok):
+            raise RuntimeError(f"function {variant}: {cold.error or warm.error}")
+        return cold.duration_ms, warm.duration_ms
+    finally:
+        fp.close()
+
+
 def build_live_catalog(base_dir: str, out_dir: str, variants: list[str], accuracy: dict[str, float],
                        instance_types: list[str], boot_s: float | None = None,
-                       measure=measure_variant) -> Catalog:
-    """Write the live catalog for `variants` under `out_dir` and load it."""
+                       measure=measure_variant, function_cold=None, container_init_ms: float = 0.0) -> Catalog:
+    """Write the live catalog for `variants` under `out_dir` and load it. function_cold: variant ->
+    (cold, warm) ms of a real function call (measure_function_cold), measured once (the runtime
+    import dominates, the same for every digits variant; see set_function_cold_start); None: the
+    in-process load time."""
     os.makedirs(out_dir, exist_ok=True)
     it_rows = [r for r in _read(base_dir, "instance_types.csv") if r["instance_type"] in instance_types]
     missing = sorted(set(instance_types) - {r["instance_type"] for r in it_rows})
@@ -119,4 +154,90 @@ def build_live_catalog(base_dir: str, out_dir: str, variants: list[str], accurac
     _write(out_dir, "vm_latency.csv", ["model", "instance_type", "batch_size", "latency_ms", "max_concurrent_batches",
                                        "measured_concurrent_batches", "source"], vm_rows)
     _write(out_dir, "function_latency.csv", ["model", "memory_mb", "batch_size", "latency_ms", "source"], fn_rows)
-    return Catalog(out_dir)
+    digits = [v for v in variants if v.startswith("digits-")]
+    if function_cold is None or not digits:
+        return Catalog(out_dir)
+    try:
+        measured = function_cold(digits[0])
+    except Exception as e:  # plan with the in-process load time rather than not start; say why
+        log.warning("measuring a function cold start failed (%s: %s); using the load time", type(e).__name__, e)
+        return Catalog(out_dir)
+    return set_function_cold_start(Catalog(out_dir), measured, container_init_ms, digits[0])
+
+
+def set_function_cold_start(catalog: Catalog, cold_warm_ms: tuple[float, float], container_init_ms: float,
+                            measured_on: str) -> Catalog:
+    """Every digits variant's `cold_start_ms` from one measured (cold, warm) function call, less
+    `container_init_ms` (the simulator's cold call takes cold_start_ms + container_init_ms more
+    than a warm one). In place; returns the catalog reloaded."""
+    cold_ms, warm_ms = cold_warm_ms
+    extra_ms = max(0.0, cold_ms - warm_ms - container_init_ms)
+    rows = _read(catalog.directory, "models.csv")
+    for r in rows:
+        if r["model"].startswith("digits-"):
+            r["cold_start_ms"] = round(extra_ms, 1)
+            r["source"] = f"measured at start; cold start: a local function of {measured_on}"
+    _write(catalog.directory, "models.csv", ["model", "top1_accuracy_pct", "top5_accuracy_pct", "param_mb",
+                                             "memory_footprint_mb", "cold_start_ms", "source"], rows)
+    return Catalog(catalog.directory)
+
+
+JITTER_FILE = "vm_latency_jitter.csv"
+
+
+def measure_router_latency_ms(url: str, variants: list[str], catalog: Catalog, requests: int = 40,
+                              warmup: int = 3, timeout_s: float = 30.0) -> dict[str, list[float]]:
+    """Per digits variant: the times of one-sample requests through the HTTP proxy and the router,
+    sent one at a time after `warmup` (what a client of this machine sees, stalls included)."""
+    import urllib.request
+
+    from serving.oip import encode_infer_request
+    from serving.runtimes import spec_of
+
+    todo = [v for v in variants if v.startswith("digits-") and v in catalog.model_index]
+    bodies = {v: encode_infer_request({"input": np.zeros((1,) + tuple(spec_of(v).input_shape), np.float32)})
+              for v in todo}
+    out: dict[str, list[float]] = {v: [] for v in todo}
+    for i in range(warmup + requests):
+        for v in todo:  # round robin: a stall of the shared machine lands on every variant alike
+            body, headers = bodies[v]
+            req = urllib.request.Request(f"{url}/v2/models/{v}/infer", data=body, headers=headers, method="POST")
+            t = time.perf_counter()
+            with urllib.request.urlopen(req, timeout=timeout_s) as r:
+                r.read()
+            if i >= warmup:
+                out[v].append((time.perf_counter() - t) * 1000.0)
+    return out
+
+
+def add_router_overhead(catalog: Catalog, samples_ms: dict[str, list[float]]) -> Catalog:
+    """Per variant, add the median measured time beyond the batch-1 forward pass (the proxy and
+    router hops) to its VM and function latency rows, in place in the catalog's directory, and
+    write each sample's deviation from its variant's median to JITTER_FILE (the spread a
+    simulator can draw from: `simulator.vm_latency_jitter_ms`). Returns the catalog reloaded."""
+    overhead, jitter = {}, []
+    for v, times in samples_ms.items():
+        if not times:
+            continue
+        forward_ms = min(float(r["latency_ms"]) for r in _read(catalog.directory, "vm_latency.csv")
+                         if r["model"] == v and int(r["batch_size"]) == 1)
+        median = float(np.median(times))
+        overhead[v] = max(0.0, median - forward_ms)
+        jitter += [{"model": v, "deviation_ms": round(t - median, 3)} for t in times]
+    for name, header in (("vm_latency.csv", ["model", "instance_type", "batch_size", "latency_ms",
+                                             "max_concurrent_batches", "measured_concurrent_batches", "source"]),
+                         ("function_latency.csv", ["model", "memory_mb", "batch_size", "latency_ms", "source"])):
+        rows = _read(catalog.directory, name)
+        for r in rows:
+            extra = overhead.get(r["model"])
+            if extra:
+                r["latency_ms"] = round(float(r["latency_ms"]) + extra, 3)
+                r["source"] += f"; + {extra:.1f} ms proxy and router (measured at start)"
+        _write(catalog.directory, name, header, rows)
+    _write(catalog.directory, JITTER_FILE, ["model", "deviation_ms"], jitter)
+    return Catalog(catalog.directory)
+
+
+def read_latency_jitter_ms(directory: str) -> list[float]:
+    """The deviations add_router_overhead wrote (empty when it did not run)."""
+    return [float(r["deviation_ms"]) for r in _read(directory, JITTER_FILE)]

@@ -1,9 +1,10 @@
 """`hybridserve loadgen`: replay a request trace against a running `hybridserve run`.
 
 Each wall second of the (sliced, time-compressed, rate-scaled) trace sends that second's count
-of requests, spread evenly, with an async aiohttp client. Requests carry held-out digits test
-images (PNG, base64 in a v2 JSON body) and, once answered, their true labels go to POST
-/feedback, so the selector learns real accuracy. Latency is measured from each request's
+of requests, spread evenly, with an async aiohttp client (REST, the default) or a `grpc.aio`
+channel (`--grpc`: KServe v2 `GRPCInferenceService/ModelInfer`, the protos of serving.grpc_v2).
+Requests carry held-out digits test images (an FP32 tensor, or a PNG) and, once answered, their
+true labels go to POST /feedback over REST either way, so the selector learns real accuracy. Latency is measured from each request's
 *scheduled* send time, so client-side queueing (max in flight) counts against the SLO.
 Prints p50/p95/p99, SLO attainment, errors by kind, backends and variants used, accuracy.
 """
@@ -84,15 +85,120 @@ def _bodies(parameters: dict | None, payload: str = "pixels") -> tuple[list[tupl
     return bodies, y
 
 
+# Serve's gRPC proxy routes by the `application` metadata once more than one app is deployed
+# (the control loop deploys each procured VM's replicas as their own app): name the router's.
+GRPC_APPLICATION = "hybridserve"
+
+
+def parse_grpc_target(target: str) -> str:
+    """'host:port' with a port in 1..65535 (raises LoadgenError naming the flag)."""
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise LoadgenError(f"--grpc-target must be host:port, got {target!r}")
+    return target
+
+
+def grpc_request(name: str, sample: np.ndarray, request_id: str, parameters: dict | None = None,
+                 payload: str = "pixels"):
+    """The ModelInferRequest of one sample: `pixels`, the FP32 tensor `input` as raw bytes;
+    `png`, the BYTES tensor `image` (one PNG). The same request the REST body carries."""
+    from serving import images
+    from serving.grpc_v2 import _set_param, pb
+
+    req = pb.ModelInferRequest(model_name=name, id=request_id)
+    if payload == "pixels":
+        x = np.ascontiguousarray(sample[None], dtype=np.float32)
+        req.inputs.add(name="input", datatype="FP32", shape=list(x.shape))
+        req.raw_input_contents.append(x.tobytes())
+    else:
+        req.inputs.add(name="image", datatype="BYTES", shape=[1]).contents.bytes_contents.append(
+            images.encode_png(sample))
+    for k, v in (parameters or {}).items():
+        _set_param(req.parameters, k, v)
+    return req
+
+
+def grpc_response_params(resp) -> dict:
+    """A ModelInferResponse's parameters as plain values (variant, backend, cold_start, ...)."""
+    from serving.grpc_v2 import _param_value
+
+    return {k: _param_value(v) for k, v in resp.parameters.items()}
+
+
+class _RestSender:
+    """POST /v2/models/<name>/infer; returns (error kind or None, response parameters, id)."""
+
+    def __init__(self, session, url: str, name: str, parameters: dict | None, payload: str):
+        self.session, self.url, self.name = session, url, name
+        self.bodies, self.labels = _bodies(parameters, payload)
+
+    async def send(self, k: int, rid: str):
+        import aiohttp
+
+        body, headers = self.bodies[k]
+        body = body.replace(f'"id":"lg-{k}"'.encode(), f'"id":"{rid}"'.encode(), 1)
+        if "Inference-Header-Content-Length" in headers:
+            headers = dict(headers, **{"Inference-Header-Content-Length": str(
+                int(headers["Inference-Header-Content-Length"]) + len(rid) - len(f"lg-{k}"))})
+        try:
+            async with self.session.post(f"{self.url}/v2/models/{self.name}/infer", data=body, headers=headers) as r:
+                out = await r.read()
+                status = r.status
+                hlen = r.headers.get("Inference-Header-Content-Length")
+        except asyncio.TimeoutError:
+            return "timeout", None, None
+        except aiohttp.ClientError as e:
+            return type(e).__name__, None, None
+        if status != 200:
+            return f"http {status}", None, None
+        doc = json.loads(out[:int(hlen)] if hlen else out)
+        return None, doc.get("parameters", {}), doc.get("id")
+
+
+class _GrpcSender:
+    """GRPCInferenceService/ModelInfer on one grpc.aio channel; same answer shape as _RestSender."""
+
+    def __init__(self, target: str, name: str, parameters: dict | None, payload: str, timeout_s: float):
+        import grpc
+        from tritonclient.grpc import service_pb2_grpc
+
+        from serving import digits
+
+        x, self.labels = digits.test_samples()
+        self.requests = [grpc_request(name, sample, f"lg-{i}", parameters, payload) for i, sample in enumerate(x)]
+        self.channel = grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", -1),
+                                                                  ("grpc.max_receive_message_length", -1)])
+        self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+        self.timeout_s = timeout_s
+        self._grpc = grpc
+
+    async def send(self, k: int, rid: str):
+        # A copy: grpc.aio serialises the request in a task that may run after the next send.
+        req = type(self.requests[k])()
+        req.CopyFrom(self.requests[k])
+        req.id = rid
+        try:
+            resp = await self.stub.ModelInfer(req, timeout=self.timeout_s,
+                                              metadata=(("application", GRPC_APPLICATION),))
+        except self._grpc.aio.AioRpcError as e:
+            code = e.code()
+            return ("timeout" if code == self._grpc.StatusCode.DEADLINE_EXCEEDED else f"grpc {code.name}"), None, None
+        return None, grpc_response_params(resp), resp.id
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+
 async def run_load(url: str, name: str, offsets_s: np.ndarray, slo_ms: float, *, parameters: dict | None = None,
                    feedback: bool = True, max_in_flight: int = 256, timeout_s: float = 30.0,
-                   progress: bool = False, payload: str = "pixels", feedback_every_s: float = 0.5) -> LoadgenResult:
-    """Send each request at its offset; labels go back to /feedback in batches (a list body every
-    `feedback_every_s`), so feedback never holds up a request. Each request's id is unique per run
-    (the id of a held-out sample, cycled, plus a run prefix)."""
+                   progress: bool = False, payload: str = "pixels", feedback_every_s: float = 0.5,
+                   grpc_target: str | None = None) -> LoadgenResult:
+    """Send each request at its offset (over REST, or gRPC to `grpc_target`); labels go back to
+    /feedback (REST) in batches (a list body every `feedback_every_s`), so feedback never holds
+    up a request. Each request's id is unique per run (the id of a held-out sample, cycled, plus
+    a run prefix)."""
     import aiohttp
 
-    bodies, labels = _bodies(parameters, payload)
     res = LoadgenResult(scheduled=len(offsets_s))
     gate = asyncio.Semaphore(max_in_flight)
     bar = None
@@ -104,6 +210,9 @@ async def run_load(url: str, name: str, offsets_s: np.ndarray, slo_ms: float, *,
     run_id = f"{time.time_ns() % 10**9:x}"
     pending: list[dict] = []
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        sender = (_GrpcSender(grpc_target, name, parameters, payload, timeout_s) if grpc_target
+                  else _RestSender(session, url, name, parameters, payload))
+        labels = sender.labels
         t0 = time.perf_counter()
 
         async def send_feedback() -> None:
@@ -135,38 +244,20 @@ async def run_load(url: str, name: str, offsets_s: np.ndarray, slo_ms: float, *,
             delay = t0 + due_s - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            k = i % len(bodies)
-            body, headers = bodies[k]
-            rid = f"lg-{run_id}-{i}"
-            body = body.replace(f'"id":"lg-{k}"'.encode(), f'"id":"{rid}"'.encode(), 1)
-            if "Inference-Header-Content-Length" in headers:
-                headers = dict(headers, **{"Inference-Header-Content-Length": str(
-                    int(headers["Inference-Header-Content-Length"]) + len(rid) - len(f"lg-{k}"))})
+            k = i % len(labels)
             async with gate:
-                try:
-                    async with session.post(f"{url}/v2/models/{name}/infer", data=body, headers=headers) as r:
-                        out = await r.read()
-                        status = r.status
-                        hlen = r.headers.get("Inference-Header-Content-Length")
-                except asyncio.TimeoutError:
-                    res.errors["timeout"] += 1
-                    return
-                except aiohttp.ClientError as e:
-                    res.errors[type(e).__name__] += 1
+                err, p, rid = await sender.send(k, f"lg-{run_id}-{i}")
+                if err is not None:
+                    res.errors[err] += 1
                     return
                 latency_ms = (time.perf_counter() - (t0 + due_s)) * 1000.0
-                if status != 200:
-                    res.errors[f"http {status}"] += 1
-                    return
-                doc = json.loads(out[:int(hlen)] if hlen else out)
-                p = doc.get("parameters", {})
                 res.latencies_ms.append(latency_ms)
                 res.slo_met += latency_ms <= slo_ms
                 res.backends[p.get("backend", "?")] += 1
                 res.variants[p.get("variant", "?")] += 1
                 res.cold_starts += bool(p.get("cold_start"))
-                if feedback and doc.get("id"):
-                    pending.append({"id": doc["id"], "label": int(labels[k])})
+                if feedback and rid:
+                    pending.append({"id": rid, "label": int(labels[k])})
 
         async def tracked(i, due):
             try:
@@ -183,6 +274,8 @@ async def run_load(url: str, name: str, offsets_s: np.ndarray, slo_ms: float, *,
         if fb is not None:
             await fb
             await send_feedback()
+        if grpc_target:
+            await sender.close()
     if bar is not None:
         bar.close()
     return res
@@ -202,6 +295,17 @@ def _app_slo_ms(url: str, name: str) -> float:
     return float((doc.get("parameters") or {}).get("slo_ms") or 1000.0)
 
 
+def _check_grpc(target: str, timeout_s: float = 10.0) -> None:
+    import grpc
+
+    with grpc.insecure_channel(target) as ch:
+        try:
+            grpc.channel_ready_future(ch).result(timeout=timeout_s)
+        except grpc.FutureTimeoutError:
+            raise LoadgenError(f"gRPC {target} is not reachable in {timeout_s:g} s; is `hybridserve run` "
+                               "serving gRPC there (serving.grpc_port)?") from None
+
+
 def loadgen_from_args(args) -> int:
     from controller.sim.trace import TraceError, load_trace, prepare
 
@@ -215,14 +319,18 @@ def loadgen_from_args(args) -> int:
     except TraceError as e:
         raise LoadgenError(str(e)) from None
     url = args.url.rstrip("/")
+    target = getattr(args, "grpc_target", None)
+    target = parse_grpc_target(target or "127.0.0.1:9000") if getattr(args, "grpc", False) or target else None
     slo_ms = args.slo_ms if args.slo_ms is not None else _app_slo_ms(url, args.app)
+    if target:
+        _check_grpc(target)
     offsets = schedule(counts)
     print(f"loadgen: {args.trace} [{args.start_s}, {args.start_s + args.duration_s}) s, speedup x{args.speedup:g}, "
-          f"rate x{args.rate_scale:g}: {len(offsets):,} requests over {len(counts)} s to {url} app {args.app!r} "
-          f"(SLO {slo_ms:g} ms)", flush=True)
+          f"rate x{args.rate_scale:g}: {len(offsets):,} requests over {len(counts)} s to "
+          f"{f'gRPC {target} (feedback to {url})' if target else url} app {args.app!r} (SLO {slo_ms:g} ms)", flush=True)
     params = {"slo_ms": args.slo_ms} if args.slo_ms is not None else None
     res = asyncio.run(run_load(url, args.app, offsets, slo_ms, parameters=params, feedback=not args.no_feedback,
                                max_in_flight=args.max_in_flight, payload=getattr(args, "payload", "pixels"),
-                               progress=not args.no_progress and sys.stderr.isatty()))
+                               progress=not args.no_progress and sys.stderr.isatty(), grpc_target=target))
     print(res.report(slo_ms))
     return 0

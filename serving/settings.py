@@ -105,9 +105,10 @@ class ServingConfig(_Strict):
                                   "variant in its own process (serving.local_models: no Ray hop); false: "
                                   "through each variant's ModelServer deployment on the head")
     ray_num_cpus: int | None = Field(default=None, ge=1, description="CPUs the local Ray head declares")
-    head_instance_type: str | None = Field(default="local.small", description="the instance type the Ray head "
-                                           "counts as (its standing replicas): billed from start and shown to the "
-                                           "policy as a ready VM it never terminates; null: neither")
+    head_instance_type: str | None = Field(default=None, description="the instance type the Ray head counts "
+                                           "as (its standing replicas): billed from start and shown to the policy "
+                                           "as a ready VM it never terminates (configs/default.yaml: local.small); "
+                                           "null: neither (e.g. on aws, where the head is the controller's host)")
     functions: FunctionOptions = FunctionOptions()
     control: ControlOptions = ControlOptions()
     admin_token_file: str | None = Field(default=None, description="file holding the admin bearer token "

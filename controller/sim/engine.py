@@ -11,11 +11,13 @@ Random streams are separate per purpose (arrivals, selection, boot times, correc
 policy sees byte-identical arrivals and the same seed gives the same report.
 
 Warm start: the run begins as if the service had been running. The first observation carries
-the first minute's arrival rate, and what the policy launches at t = 0 is ready at once.
+the first minute's arrival rate, and what the policy launches at t = 0 is ready at once
+(`simulator.warm_start: false`: a quiet first second and ordinary boots, as a live daemon starts).
 """
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -25,6 +27,7 @@ from controller.core import (FunctionView, ModelStats, Observation, Plan, Policy
 from controller.ledger import vm_charge_usd
 from controller.sim.function_tier import FunctionTier
 from controller.sim.results import RunResult, hist_index
+from controller.sim.standing import is_standing, standing_vm
 from controller.sim.vm_pool import VmPool
 from procurement.providers.fake import FakeVmProvider, FaultHooks
 from procurement.providers.guards import Guard
@@ -51,12 +54,19 @@ class Simulation:
         ss = np.random.SeedSequence(self.seed)
         (self.rng_arrivals, self.rng_policy, self.rng_select, self.rng_boot, self.rng_correct,
          self.rng_faults, self.rng_routing) = [np.random.default_rng(s) for s in ss.spawn(7)]
+        # Measured spread of a live machine's VM service time (off by default; its own stream, so
+        # the seven above are unchanged).
+        self._jitter_ms = np.asarray(config.simulator.vm_latency_jitter_ms, dtype=float)
+        self.rng_jitter = np.random.default_rng(ss.spawn(1)[0]) if self._jitter_ms.size else None
         self.faults = config.simulator.faults
         self.provider = FakeVmProvider.from_catalog(
             catalog, self.rng_boot, FaultHooks(boot_delay_scale=self.faults.slow_boot_factor))
         self.guard = Guard.from_config(config.vms)
         self.fp = config.functions
         self.vm_pools = [VmPool(m, catalog) for m in self.models]
+        # VMs up from t = 0 that the policy sees but never terminates (the live head; off by default).
+        self.standing = [standing_vm(f"standing-{i}", sv.instance_type, sv.models, catalog)
+                         for i, sv in enumerate(config.simulator.standing_vms)]
         self.fn_pools = [FunctionTier(m, catalog, self.fp, self.rng_routing) for m in self.models]
         self.routes: dict[int, object] = {}
         self.accuracy = np.array([m.top1_accuracy for m in catalog.models])
@@ -84,11 +94,14 @@ class Simulation:
                 self.provider.faults.never_boot.add(launch.request_id)
                 self.result.faults["boot_failures"] += 1
             self.provider.launch(launch.request_id, launch.instance_type, launch.model, now_s,
-                                 spot=launch.spot, ready_now=(now_s == 0))
+                                 spot=launch.spot, ready_now=(now_s == 0 and self.config.simulator.warm_start))
         for term in plan.terminations:
-            self._terminate(term.vm_id, now_s)
+            if not is_standing(self.standing, term.vm_id):
+                self._terminate(term.vm_id, now_s)
         by_model: dict[int, list] = {}
         for fc in plan.functions:
+            if not self.config.simulator.prewarm_functions and fc.warm_pool:
+                fc = replace(fc, warm_pool=0)  # the live daemon's prewarm switch, off
             by_model.setdefault(self.catalog.model_index[fc.model], []).append(fc)
         for j, configs in by_model.items():
             self.result.function_usd += self.fn_pools[j].configure(configs)
@@ -153,6 +166,12 @@ class Simulation:
                 ready_usd_per_s[j] += usd_per_s
             else:
                 self._next_ready_s = min(self._next_ready_s, self.provider.ready_at(rec.vm_id))
+        for sv in self.standing:  # billed once, capacity for every model it serves
+            self._vm_usd_per_s += sv.price_usd_per_h / 3600
+            for m in sv.models:
+                d = ready.setdefault(self.catalog.model_index[m], {})
+                d[sv.instance_type] = d.get(sv.instance_type, 0) + 1
+                ready_usd_per_s[self.catalog.model_index[m]] += sv.usd_per_s_per_model()
         for j, pool in enumerate(self.vm_pools):
             route = self.routes.get(j)
             pool.set_fleet(ready.get(j, {}), route.vm_batch_size if route else 1)
@@ -168,12 +187,15 @@ class Simulation:
         if self._obs_model_rows:
             model_rows = np.array(self._obs_model_rows, dtype=np.int64)
             class_rows = np.array(self._obs_class_rows, dtype=np.int64)
+        elif not self.config.simulator.warm_start:  # as a live daemon's first tick: one quiet second
+            class_rows = np.zeros((1, len(self.classes)), np.int64)
+            model_rows = np.zeros((1, self.n_models), np.int64)
         else:  # warm start: the first minute's rate, by class
             first = self.counts[:WARMUP_S].astype(np.float64)
             class_rows = np.round(np.outer(first, self.class_p)).astype(np.int64)
             model_rows = np.zeros((len(first), self.n_models), np.int64)
         vms = tuple(VmView(r.vm_id, r.request_id, r.instance_type, r.model, r.state, r.launched_s, r.spot)
-                    for r in self.provider.list(now_s))
+                    for r in self.provider.list(now_s)) + tuple(v for sv in self.standing for v in sv.views())
         functions, stats, backlog = {}, {}, {}
         for j, m in enumerate(self.models):
             fp = self.fn_pools[j]
@@ -287,6 +309,8 @@ class Simulation:
                 else:
                     max_wait = route.max_vm_wait_ms / 1000.0
                 admitted, lat_vm = self.vm_pools[j].serve(uj, max_wait)
+                if self.rng_jitter is not None and lat_vm.size:
+                    lat_vm = np.maximum(0.0, lat_vm + self.rng_jitter.choice(self._jitter_ms, lat_vm.size))
                 ia = idx[admitted]
                 lat[ia], backend[ia], cost[ia] = lat_vm, 0, self._vm_usd_per_request[j]
                 fpool = self.fn_pools[j]
@@ -363,6 +387,8 @@ class Simulation:
             res.latency_hist += np.bincount(hist_index(np.concatenate(hist_buf)), minlength=res.latency_hist.size)
         for rec in self.provider.list(T):
             self._terminate(rec.vm_id, T)
+        for sv in self.standing:
+            res.vm_usd += sv.charge_usd(T, self.config.vms.billing_minimum_s)
         # Function $ per bucket: spread in proportion to function requests (prewarm included).
         fn_total = res.function_usd - fn_usd_before
         fr = ser["function_requests"]

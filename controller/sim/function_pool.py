@@ -8,6 +8,11 @@ live until `keep_alive_s` after the last second that needed them, so the living 
 sliding-window maximum of per-second peak concurrency (a monotonic deque, O(1) per second),
 never below the warm pool the policy keeps pinged. Arrivals beyond the account's concurrency
 limit are throttled (HTTP 429) and counted as dropped.
+
+A partitioned model (a `partition_plan`, issue 13) runs as the plan's chain: its warm latency,
+every hop billed at its own memory (the plan's cost), and a cold start that starts every hop
+cold (each adds container init plus loading its share of the weights). A chain counts as one
+instance towards concurrency (its hops run one after another).
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import numpy as np
 from controller.config import FunctionPlatformConfig
 from controller.ledger import function_charge_usd
 from procurement.batching import hold_budget_ms, plan_batches
+from procurement.partition_planner import chain_cold_charge_usd, chain_cold_ms
 
 
 _NONE = np.empty(0)
@@ -32,6 +38,7 @@ class FunctionPool:
         self._fp = fp
         self._profile = catalog.function_profile(model)
         self._cold_ms = catalog.model(model).cold_start_ms + fp.container_init_ms
+        self._chain = None  # the PartitionPlan of a partitioned model
         self.memory_mb = 0
         self.warm_pool = 0
         self.batch_size = 1
@@ -51,12 +58,22 @@ class FunctionPool:
     def deployed(self) -> bool:
         return self.memory_mb > 0 and math.isfinite(self.duration_ms)
 
-    def configure(self, memory_mb: int, warm_pool: int, batch_size: int = 1, wait_ms: float = 0.0) -> float:
+    def configure(self, memory_mb: int, warm_pool: int, batch_size: int = 1, wait_ms: float = 0.0,
+                  partition_plan=None) -> float:
         """Set memory, warm pool and batching (INFless: up to `batch_size` requests gathered for
-        at most `wait_ms`, never past what their SLO allows); returns the $ of initialising new
-        warm instances."""
+        at most `wait_ms`, never past what their SLO allows), or the partition chain; returns
+        the $ of initialising new warm instances."""
         self.memory_mb = int(memory_mb)
         self.duration_ms = self._profile.latency_ms(memory_mb) if self._profile else math.inf
+        self._chain = partition_plan
+        model_cold_ms = self._catalog.model(self.model).cold_start_ms
+        if partition_plan is not None:
+            # The plan's latency counts an invoke overhead per hop; `_invoke` adds the first.
+            self.duration_ms = partition_plan.latency_ms - self._fp.invoke_overhead_ms
+            self._cold_ms = sum(chain_cold_ms(partition_plan, self._fp, model_cold_ms))
+            batch_size = 1
+        else:
+            self._cold_ms = model_cold_ms + self._fp.container_init_ms
         if not math.isfinite(self.duration_ms):
             return 0.0
         self.batch_size, self.wait_ms = max(1, int(batch_size)), float(wait_ms)
@@ -72,6 +89,8 @@ class FunctionPool:
         grow = max(0, int(warm_pool) - self.alive)
         self.warm_pool = int(warm_pool)
         self.alive = max(self.alive, self.warm_pool)
+        if grow and self._fp.bill_init and self._chain is not None:
+            return chain_cold_charge_usd(self._chain, self._fp, model_cold_ms) * grow
         if grow and self._fp.bill_init:
             return float(function_charge_usd(self._cold_ms, self.memory_mb, self._fp)) * grow
         return 0.0
@@ -80,7 +99,8 @@ class FunctionPool:
         """Warm-up pings: every instance of the pool pinged once per interval (1 ms each)."""
         if self.warm_pool <= 0 or not self.deployed:
             return 0.0
-        ping = function_charge_usd(1.0, self.memory_mb, self._fp)
+        mems = [p.memory_mb for p in self._chain.partitions] if self._chain is not None else [self.memory_mb]
+        ping = sum(function_charge_usd(1.0, m, self._fp) for m in mems)
         return self.warm_pool * ping / self._fp.prewarm_interval_s
 
     def serve(self, second: int, offsets_s: np.ndarray, limit: int, slo_ms=None):
@@ -120,7 +140,8 @@ class FunctionPool:
         if n == 0:
             # An idle second changes nothing while nothing runs and only the warm pool lives.
             if carry.size or self.alive > self.warm_pool:
-                self._advance(second, int(np.count_nonzero(carry > 0.0)), carry)
+                # Busy at this second's start; ends are kept relative to the next second.
+                self._advance(second, int(np.count_nonzero(carry > 0.0)), carry - 1.0)
             return _NONE_OK, _NONE, _NONE_OK, _NONE
         # In flight at arrival i: earlier arrivals of this second still running, plus carry-over.
         earlier = np.arange(n) - np.searchsorted(offsets_s, offsets_s - d_s, side="right")
@@ -134,6 +155,9 @@ class FunctionPool:
         lat_ms = self._fp.invoke_overhead_ms + dur + self._cold_ms * cold
         billed_ms = dur + (self._cold_ms * cold if self._fp.bill_init else 0.0)
         cost = function_charge_usd(billed_ms, self.memory_mb, self._fp)
+        if self._chain is not None:  # every hop billed at its own memory, store requests included
+            cold_usd = chain_cold_charge_usd(self._chain, self._fp, self._catalog.model(self.model).cold_start_ms)
+            cost = self._chain.cost_usd + cold_usd * cold
         ends = offsets_s[ok] + lat_ms[ok] / 1000.0 - 1.0
         new_carry = np.concatenate([carry - 1.0, ends])
         peak = int(level[ok].max()) if ok.any() else 0

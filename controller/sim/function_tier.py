@@ -51,7 +51,7 @@ class FunctionTier:
             self.pools.append(FunctionPool(self.model, self._catalog, self._fp))
         del self.pools[len(configs):]
         self.bands = [(c.rate_lo_per_s, c.rate_hi_per_s) for c in configs]
-        return sum(p.configure(c.memory_mb, c.warm_pool, c.batch_size, c.wait_ms)
+        return sum(p.configure(c.memory_mb, c.warm_pool, c.batch_size, c.wait_ms, c.partition_plan)
                    for p, c in zip(self.pools, configs))
 
     def serve(self, second: int, offsets_s: np.ndarray, limit: int, slo_ms=None):

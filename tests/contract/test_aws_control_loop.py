@@ -55,7 +55,8 @@ def parts(tmp_path):
         cfg = load_config("tests/integration/live.yaml")
         cfg = cfg.model_copy(update={"vms": cfg.vms.model_copy(update={"max_spend_usd_per_h": max_spend_usd_per_h})})
         settings = serving_config(cfg, {"control": {"max_vms": 2, "instance_types": ["c5.large"], "vm_boot_s": 1,
-                                                    "policy_params": {"predictor": "last-value"}}})
+                                                    "policy_params": {"predictor": "last-value"}},
+                                            "head_instance_type": None})
         acc = {"digits-large": 0.98, "digits-medium": 0.97, "digits-small": 0.9}
         catalog = build_live_catalog(cfg.catalog.dir, str(tmp_path), MODELS, acc, ["c5.large"], 1.0,
                                      measure=lambda v: ({1: 1.0, 2: 1.2, 4: 1.5, 8: 2.0}, 50.0))

@@ -90,12 +90,24 @@ class Live:
         return status, json.loads(out)
 
 
-def _start(env):
+def config_without_standing_head(directory) -> str:
+    """The suite's config with no standing head VM (so that a burst makes the policy buy a
+    local VM rather than count on the head's replicas); returns its path under `directory`."""
+    path = os.path.join(str(directory), "live-no-head.yaml")
+    with open(CONFIG) as fh:
+        text = fh.read()
+    assert "head_instance_type: local.small" in text
+    with open(path, "w") as fh:
+        fh.write(text.replace("head_instance_type: local.small", "head_instance_type: null", 1))
+    return path
+
+
+def _start(env, config: str | None = None):
     """Start `hybridserve run` on free ports; return (server, proc, log) once it is ready, or
     (None, proc, log) if it exited during start-up."""
     port, grpc_port = _free_port(), _free_port()
     log = tempfile.NamedTemporaryFile(prefix="hybridserve-live-", suffix=".log", delete=False)
-    cmd = [sys.executable, "-m", "controller.cli", "run", "--config", CONFIG, "--http-port", str(port),
+    cmd = [sys.executable, "-m", "controller.cli", "run", "--config", config or CONFIG, "--http-port", str(port),
            "--grpc-port", str(grpc_port)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = Live(f"http://127.0.0.1:{port}", proc, log.name, grpc_port)
@@ -133,6 +145,21 @@ def _reap(proc) -> list[int]:
         except OSError:
             pass
     return left
+
+
+@pytest.fixture(scope="module")
+def live_without_head(tmp_path_factory):
+    """A second daemon, for one module, whose head is not a standing VM (bursts buy VMs)."""
+    env = daemon_env(os.environ)
+    env.setdefault("HYBRIDSERVE_CACHE", os.path.join(tempfile.gettempdir(), "hybridserve-test-cache"))
+    server, started, log = _start(env, config_without_standing_head(tmp_path_factory.mktemp("no-head")))
+    try:
+        if server is None:
+            pytest.fail(f"hybridserve run did not become ready:\n{started.log_tail()}")
+        yield server
+    finally:
+        _reap(started.proc)
+        log.close()
 
 
 @pytest.fixture(scope="session")

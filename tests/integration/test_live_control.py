@@ -1,7 +1,12 @@
-"""The control loop in the live daemon: it ticks on the wall clock and shows its state (short
+"""The control loop in the live daemon: it ticks on the wall clock and shows its state, the head
+as a standing VM it bills; `hybridserve loadgen` replays a slice over REST and over gRPC (short
 form); a burst makes it buy a VM that joins as a Ray node and serves, then drains and releases
 it (slow)."""
 import asyncio
+import os
+import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -19,17 +24,42 @@ def _control(live) -> dict:
 
 
 def test_loop_ticks_and_exports_its_state(live):
-    deadline = time.monotonic() + 30
+    # The loop starts once the catalog has its start-up measurements (up to ~1 min on a loaded machine).
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline and _control(live).get("tick", {}).get("ticks", 0) < 2:
         time.sleep(1)
     c = _control(live)
     assert c["policy"] == "hybrid" and c["tick"]["ticks"] >= 2 and "tick" not in c["tick"]["errors"]
     assert c["tick"]["last_duration_s"] < 5 and set(c["cost_usd"]) == {"vm", "function", "total"}
     assert "digits" in c["forecast"] and isinstance(c["fleet"], list)
+    # The head (serving.head_instance_type, default local.small) is a standing VM, billed from start.
+    (head,) = c["standing"]
+    assert head["instance_type"] == "local.small" and set(head["models"]) == {"digits-small", "digits-medium",
+                                                                                 "digits-large"}
+    assert c["cost_usd"]["vm"] > 0 and os.path.isdir(c["catalog_dir"])
     status, _, body = live.request("GET", "/metrics")
     for name in (b"hybridserve_control_ticks", b"hybridserve_control_tick_seconds", b"hybridserve_cost_usd",
                  b"hybridserve_forecast_per_s", b"hybridserve_control_last_good_tick_timestamp_seconds"):
         assert name in body
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_loadgen_replays_a_slice(live, transport):
+    """A short WITS slice through `hybridserve loadgen`; over gRPC the same figures come back
+    (backends, variants from the response parameters) and the labels still reach /feedback."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    extra = ["--grpc", "--grpc-target", live.grpc_target] if transport == "grpc" else []
+    out = subprocess.run([sys.executable, "-m", "controller.cli", "loadgen", "--url", live.url, "--app", "digits",
+                          "--duration-s", "30", "--speedup", "10", "--rate-scale", "0.02", "--no-progress", *extra],
+                         cwd=root, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    sent, ok, errors = map(int, re.search(r"requests ([\d,]+) in .*; ok ([\d,]+); errors ([\d,]+)",
+                                           out.stdout.replace(",", "")).groups())
+    assert sent > 50 and errors == 0 and ok == sent, out.stdout
+    assert ("gRPC " + live.grpc_target in out.stdout) == (transport == "grpc")
+    assert re.search(r"backends: \{'(vm|function)'", out.stdout) and "digits-" in out.stdout
+    labelled = int(re.search(r"accuracy \(feedback\): [\d.]+ over (\d+) labels", out.stdout).group(1))
+    assert labelled == ok
 
 
 async def _burst(url: str, rate_per_s: float, duration_s: float, x) -> list[dict]:
@@ -53,7 +83,7 @@ async def _burst(url: str, rate_per_s: float, duration_s: float, x) -> list[dict
 
 
 @pytest.mark.slow
-def test_burst_buys_a_vm_that_serves_then_is_released(live):
+def test_burst_buys_a_vm_that_serves_then_is_released(live_without_head):
     x, _ = digits.test_samples()
     loop = asyncio.new_event_loop()
     try:
@@ -61,8 +91,8 @@ def test_burst_buys_a_vm_that_serves_then_is_released(live):
         deadline = time.monotonic() + 150
         vm_seen = None
         while time.monotonic() < deadline:  # bursts of 10 s until a VM target has served some
-            served += loop.run_until_complete(_burst(live.url, 25, 10, x))
-            fleet = _control(live)["fleet"]
+            served += loop.run_until_complete(_burst(live_without_head.url, 25, 10, x))
+            fleet = _control(live_without_head)["fleet"]
             vm_seen = vm_seen or next((f["vm_id"] for f in fleet), None)
             if any(p.get("target", "").startswith("vm-") for p in served):
                 break
@@ -73,10 +103,10 @@ def test_burst_buys_a_vm_that_serves_then_is_released(live):
         loop.close()
     # Idle: past scale_down_delay_s and the billing minimum the VM is drained and released.
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and _control(live)["fleet"]:
+    while time.monotonic() < deadline and _control(live_without_head)["fleet"]:
         time.sleep(2)
-    c = _control(live)
+    c = _control(live_without_head)
     assert c["fleet"] == [] and c["cost_usd"]["vm"] > 0
-    status, st = live.get_json("/status")
+    status, st = live_without_head.get_json("/status")
     assert all(t == {"head": 1} for t in st["vm_targets"].values())
     assert any(e.endswith(f"released {vm_seen}") for e in c["tick"]["events"])

@@ -12,9 +12,8 @@ import signal
 import tempfile
 import time
 
-import conftest
 import pytest
-from conftest import _alive, _descendants, _reap, _start
+from conftest import _alive, _descendants, _reap, _start, config_without_standing_head
 from live_env import daemon_env
 
 from serving import digits
@@ -28,15 +27,7 @@ def faulty(tmp_path_factory):
     env = daemon_env(os.environ)
     env.setdefault("HYBRIDSERVE_CACHE", os.path.join(tempfile.gettempdir(), "hybridserve-test-cache"))
     env["HYBRIDSERVE_VM_FAULTS"] = "die_after_s=60"
-    # The suite's config without the head as a standing VM, so that the burst buys a local VM.
-    config = tmp_path_factory.mktemp("vm-faults") / "live.yaml"
-    with open(conftest.CONFIG) as fh:
-        config.write_text(fh.read().replace("\nserving:\n", "\nserving:\n  head_instance_type: null\n", 1))
-    suite_config, conftest.CONFIG = conftest.CONFIG, str(config)  # what conftest._start runs
-    try:
-        server, started, log = _start(env)
-    finally:
-        conftest.CONFIG = suite_config
+    server, started, log = _start(env, config_without_standing_head(tmp_path_factory.mktemp("vm-faults")))
     try:
         if server is None:
             pytest.fail(f"hybridserve run did not become ready:\n{started.log_tail()}")

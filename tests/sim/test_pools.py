@@ -54,6 +54,22 @@ def test_function_cold_then_warm_within_keep_alive(catalog):
     assert cold.tolist() == [True]
 
 
+def test_a_long_call_ends_during_idle_seconds(catalog):
+    """A cold call that runs past its second stops counting as busy once it ends, even when no
+    request arrives meanwhile: an arrival after it ends finds it warm and idle."""
+    fp = FunctionPlatformConfig(keep_alive_s=600, invoke_overhead_ms=0, container_init_ms=0)
+    pool = FunctionPool("resnet200", catalog, fp)
+    pool.configure(2048, warm_pool=0)
+    _, lat, cold, _ = pool.serve(0, np.array([0.0]), limit=1000)
+    assert cold.tolist() == [True] and lat[0] > 2000.0  # the cold call spans idle seconds
+    busy_s = int(np.ceil(lat[0] / 1000.0))
+    for s in range(1, busy_s + 2):
+        pool.serve(s, np.empty(0), limit=1000)
+    assert pool._carry_end_s.size == 0
+    _, _, cold, _ = pool.serve(busy_s + 2, np.array([0.0]), limit=1000)
+    assert cold.tolist() == [False]
+
+
 def test_function_concurrency_and_throttling(catalog):
     fp = FunctionPlatformConfig(invoke_overhead_ms=0, container_init_ms=0)
     pool = FunctionPool("squeezenet", catalog, fp)

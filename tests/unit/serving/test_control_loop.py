@@ -56,7 +56,8 @@ class FakeRouter:
 def loop_parts(tmp_path):
     cfg = load_config("tests/integration/live.yaml")
     settings = serving_config(cfg, {"control": {"max_vms": 1, "instance_types": ["local.small"], "vm_boot_s": 1,
-                                                "policy_params": {"predictor": "last-value"}}})
+                                                "policy_params": {"predictor": "last-value"}},
+                                    "head_instance_type": None})
     fake_ms = {1: 1.0, 2: 1.2, 4: 1.5, 8: 2.0}
     acc = {"digits-large": 0.98, "digits-medium": 0.97, "digits-small": 0.9}
     catalog = build_live_catalog(cfg.catalog.dir, str(tmp_path), MODELS, acc, ["local.small"], 1.0,
@@ -98,3 +99,39 @@ def test_a_failing_tick_is_counted_and_the_next_one_runs(loop_parts):
     clock[0] += 2.0
     loop.tick()
     assert loop.ticks == 1 and loop.last_good_s == 1002.0
+
+
+def test_the_head_is_a_standing_vm_seen_billed_and_never_terminated(loop_parts, tmp_path):
+    cfg, settings, app, _ = loop_parts
+    settings = settings.model_copy(update={"head_instance_type": "local.medium"})
+    catalog = build_live_catalog(cfg.catalog.dir, str(tmp_path / "head"), MODELS,
+                                 {"digits-large": 0.98, "digits-medium": 0.97, "digits-small": 0.9},
+                                 ["local.small", "local.medium"], 1.0, measure=lambda v: ({1: 1.0, 8: 2.0}, 50.0))
+    router = FakeRouter(rate_per_s=0)  # idle: the policy would scale any VM down
+    vms = FakeVmProvider.from_catalog(catalog, np.random.default_rng(0))
+    clock = [1000.0]
+    loop = ControlLoop(cfg, settings, [app], catalog, router, vms, clock=lambda: clock[0])
+    seen = []
+    decide = loop.policy.decide
+
+    def watch(obs, state, rng):  # what the policy is shown, and what it answers
+        plan, state = decide(obs, state, rng)
+        seen.append(({v.vm_id: (v.instance_type, v.state) for v in obs.vms}, plan))
+        return plan, state
+
+    loop.policy.decide = watch
+    for _ in range(10):
+        loop.tick()
+        clock[0] += 2.0
+    assert loop.ticks == 10 and vms.list(clock[0]) == []  # bought nothing
+    assert all(shown == {f"head/{m}": ("local.medium", "ready") for m in MODELS} for shown, _ in seen)
+    asked = {t.vm_id for _, plan in seen for t in plan.terminations}
+    assert asked == {f"head/{m}" for m in MODELS}  # the idle policy did ask; the loop dropped it
+    assert not any("terminate head" in e for e in loop.events) and loop.standing[0].models == tuple(sorted(MODELS))
+    price = catalog.instance_type("local.medium").on_demand_usd_per_h
+    status = router.updates[-1]["status"]
+    assert status["standing"][0]["instance_type"] == "local.medium" and status["fleet"] == []
+    # Billed from start with the minimum (live.yaml: 10 s), like any VM; at stop, into the ledger once.
+    assert loop.cost_usd(clock[0])["vm"] == pytest.approx(price / 3600 * 20)
+    loop.stop()
+    assert loop.ledger.vm_usd == pytest.approx(price / 3600 * 20) == loop.cost_usd(clock[0] + 100)["vm"]
