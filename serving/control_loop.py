@@ -175,6 +175,18 @@ class ControlLoop:
             self._release(rec.vm_id, drain=False)
         return []
 
+    def _inject_vm_faults(self, spec: dict | None) -> None:
+        """VM faults posted to the router's POST /admin/faults ({} clears), for a provider that
+        takes them (local VMs)."""
+        set_faults = getattr(self.vms, "set_faults", None)
+        if spec is None or set_faults is None:
+            return
+        from procurement.providers.local_vm import VmFaults
+
+        with self._lock:
+            set_faults(VmFaults(**spec) if spec else None)
+        self._event(f"vm faults set: {spec or 'none'}", logging.WARNING)
+
     # --- one tick -----------------------------------------------------------------------------
     def tick(self) -> float:
         """Run one tick; returns when the policy wants the next. Never raises."""
@@ -183,6 +195,7 @@ class ControlLoop:
         next_s = now_s + self.interval_s
         try:
             data = self.router.collect.remote(now_s).result(timeout_s=_RPC_TIMEOUT_S)
+            self._inject_vm_faults(data.get("vm_faults"))
             with self._lock:
                 records = self.vms.list(now_s)
             for e in self.vms.poll_errors():

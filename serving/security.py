@@ -234,6 +234,8 @@ class FaultsPatch(_Strict):
     """POST /admin/faults (only when HYBRIDSERVE_ALLOW_FAULT_INJECTION=1)."""
 
     function: dict | None = Field(default=None, description="FunctionFaults fields; {} clears")
+    vm: dict | None = Field(default=None, description="VmFaults fields for the local VMs (from the next "
+                            "control tick); {} clears")
     control_collect_errors: int = Field(default=0, ge=0, le=100, description="the next N control-loop "
                                         "collects raise (the loop must survive and count them)")
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from procurement.providers.base import FunctionRecord, InvokeResult, ProviderError
+from procurement.providers.fault_spec import parse_fault_spec
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 _CFS_PERIOD_US = 100_000
@@ -158,13 +159,7 @@ class FunctionFaults:
         """"error=0.2,throttle=0.1,timeout=0.1,hang_s=0.5,seed=3" (HYBRIDSERVE_FUNCTION_FAULTS)."""
         names = {"error": "error_rate", "throttle": "throttle_rate", "timeout": "timeout_rate",
                  "hang_s": "hang_s", "seed": "seed"}
-        kw = {}
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            key, _, value = part.partition("=")
-            if key.strip() not in names:
-                raise ValueError(f"unknown fault {key.strip()!r}; known: {', '.join(names)}")
-            kw[names[key.strip()]] = int(value) if key.strip() == "seed" else float(value)
-        return cls(**kw)
+        return cls(**parse_fault_spec(text, names, "function"))
 
 
 class LocalFunctionProvider:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from procurement.providers.base import ProviderError, VmRecord
+from procurement.providers.fault_spec import parse_fault_spec
 
 
 @dataclass
@@ -57,13 +58,7 @@ class VmFaults:
     def parse(cls, text: str) -> "VmFaults":
         """"never_boot=0.5,die_after_s=20,slow_boot_s=5,api_error=0.2,seed=1" (HYBRIDSERVE_VM_FAULTS)."""
         names = {f: f for f in ("never_boot", "die_after_s", "slow_boot_s", "api_error", "seed")}
-        kw = {}
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            key, _, value = (s.strip() for s in part.partition("="))
-            if key not in names:
-                raise ValueError(f"unknown VM fault {key!r}; known: {', '.join(names)}")
-            kw[key] = int(value) if key == "seed" else float(value)
-        return cls(**kw)
+        return cls(**parse_fault_spec(text, names, "VM"))
 
 
 @dataclass

@@ -147,12 +147,13 @@ def _reap(proc) -> list[int]:
     return left
 
 
-@pytest.fixture(scope="module")
-def live_without_head(tmp_path_factory):
-    """A second daemon, for one module, whose head is not a standing VM (bursts buy VMs)."""
+def serve_without_head(directory, **environ):
+    """A generator for a module fixture: a second daemon whose head is not a standing VM (so a
+    burst buys VMs), with `environ` added to its environment; yields it, then stops it."""
     env = daemon_env(os.environ)
     env.setdefault("HYBRIDSERVE_CACHE", os.path.join(tempfile.gettempdir(), "hybridserve-test-cache"))
-    server, started, log = _start(env, config_without_standing_head(tmp_path_factory.mktemp("no-head")))
+    env.update(environ)
+    server, started, log = _start(env, config_without_standing_head(directory))
     try:
         if server is None:
             pytest.fail(f"hybridserve run did not become ready:\n{started.log_tail()}")
@@ -160,6 +161,11 @@ def live_without_head(tmp_path_factory):
     finally:
         _reap(started.proc)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def live_without_head(tmp_path_factory):
+    yield from serve_without_head(tmp_path_factory.mktemp("no-head"))
 
 
 @pytest.fixture(scope="session")

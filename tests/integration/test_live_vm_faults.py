@@ -7,14 +7,11 @@ local VM up: no process of it (Ray head, the VM's `ray start` and raylet, replic
 workers) is left."""
 import asyncio
 import json
-import os
 import signal
-import tempfile
 import time
 
 import pytest
-from conftest import _alive, _descendants, _reap, _start, config_without_standing_head
-from live_env import daemon_env
+from conftest import _alive, _descendants, serve_without_head
 
 from serving import digits
 from serving.oip import encode_infer_request, parse_infer_response
@@ -24,17 +21,7 @@ pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory):
-    env = daemon_env(os.environ)
-    env.setdefault("HYBRIDSERVE_CACHE", os.path.join(tempfile.gettempdir(), "hybridserve-test-cache"))
-    env["HYBRIDSERVE_VM_FAULTS"] = "die_after_s=60"
-    server, started, log = _start(env, config_without_standing_head(tmp_path_factory.mktemp("vm-faults")))
-    try:
-        if server is None:
-            pytest.fail(f"hybridserve run did not become ready:\n{started.log_tail()}")
-        yield server
-    finally:
-        _reap(started.proc)
-        log.close()
+    yield from serve_without_head(tmp_path_factory.mktemp("vm-faults"), HYBRIDSERVE_VM_FAULTS="die_after_s=60")
 
 
 def _control(live) -> dict:

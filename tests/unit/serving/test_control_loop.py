@@ -135,3 +135,29 @@ def test_the_head_is_a_standing_vm_seen_billed_and_never_terminated(loop_parts, 
     assert loop.cost_usd(clock[0])["vm"] == pytest.approx(price / 3600 * 20)
     loop.stop()
     assert loop.ledger.vm_usd == pytest.approx(price / 3600 * 20) == loop.cost_usd(clock[0] + 100)["vm"]
+
+
+def test_vm_faults_posted_to_the_router_reach_a_local_vm_provider(loop_parts):
+    """POST /admin/faults {"vm": {...}} is handed over by the router's collect; the loop sets it on
+    a provider that takes faults, and {} clears it."""
+    from procurement.providers.local_vm import LocalVmProvider, VmFaults
+
+    cfg, settings, app, catalog = loop_parts
+    router = FakeRouter(rate_per_s=0)
+    pending = [{"never_boot": 1.0, "seed": 3}, None, {}]
+    plain = router.collect.fn
+    router.collect = _Call(lambda now_s: dict(plain(now_s), vm_faults=pending.pop(0)))
+    vms = LocalVmProvider("127.0.0.1:1", boot_s=lambda t: 1.0, vcpu_of=lambda t: 1)
+    clock = [1000.0]
+    loop = ControlLoop(cfg, settings, [app], catalog, router, vms, clock=lambda: clock[0])
+    try:
+        loop.tick()
+        assert vms.faults == VmFaults(never_boot=1.0, seed=3)
+        clock[0] += 2.0
+        loop.tick()  # nothing posted: unchanged
+        assert vms.faults == VmFaults(never_boot=1.0, seed=3)
+        clock[0] += 2.0
+        loop.tick()
+        assert vms.faults is None and loop.errors.get("tick", 0) == 0
+    finally:
+        vms.close(clock[0])
