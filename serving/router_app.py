@@ -104,7 +104,9 @@ class Router(ControlSideDoor):
         self.control_status: dict = {}
         self.fn_pricing = FunctionPlatformConfig()  # replaced by the daemon's config on the first update
         f = self.settings.functions
-        self.functions = LocalFunctionProvider(keep_alive_s=f.keep_alive_s, concurrency_limit=f.concurrency_limit)
+        from serving.partition_route import worker_env  # partition functions' store and weights dirs
+        self.functions = LocalFunctionProvider(keep_alive_s=f.keep_alive_s, concurrency_limit=f.concurrency_limit,
+                                               worker_env=worker_env())
         self.fn_memory = {v: f.memory_mb for v in self.core.variants}
         self.fn_warm_pool = {v: 0 for v in self.core.variants}
         self._fn_prev: dict[str, dict] = {}
@@ -135,6 +137,7 @@ class Router(ControlSideDoor):
         if os.environ.get("HYBRIDSERVE_FUNCTION_FAULTS"):
             self.functions.set_faults(FunctionFaults.parse(os.environ["HYBRIDSERVE_FUNCTION_FAULTS"]))
         self._collect_faults = 0
+        self._vm_faults_pending: dict | None = None  # for the control loop's next collect
         self.retries = Counter("hybridserve_function_retries", "Failed function calls retried on a VM target",
                                ["model", "reason"], registry=self.metrics.registry)
         self.vm_retries = Counter("hybridserve_vm_retries", "Requests retried on another VM target after "
@@ -311,16 +314,23 @@ class Router(ControlSideDoor):
         or a function when the VM queue is too long; a failed function call is retried once on
         a VM target while the SLO budget allows (`retried from` says why, else None)."""
         retried = None
-        if self.core.should_spill(variant, slo_ms) and self._function_faster(variant):
+        chained = self.partitions.get(variant) is not None  # served as a chain of functions (partition plan)
+        if self.core.should_spill(variant, slo_ms) and (
+                self.partitions.faster(variant, self.core.expected_vm_ms(variant)) if chained
+                else self._function_faster(variant)):
             f = self.settings.functions
-            res = await self.fn_batcher.invoke(variant, batch, f.timeout_s,
-                                               slo_ms - (time.perf_counter() - t0) * 1000.0)
+            if chained:  # serving.partition_route: every hop billed, in a thread (it blocks)
+                res = await self.partitions.run(variant, batch)
+            else:
+                res = await self.fn_batcher.invoke(variant, batch, f.timeout_s,
+                                                   slo_ms - (time.perf_counter() - t0) * 1000.0)
             if res.ok:
                 self._function_gauges(variant)
                 from controller.ledger import function_charge_usd
-                usd = function_charge_usd(res.billed_ms, self.fn_memory.get(variant, f.memory_mb),
-                                          self.fn_pricing) / res.shared_by  # a batch's charge, split
-                return res.payload, "function", res.cold_start, "function", usd, None
+                usd = res.usd if chained else function_charge_usd(
+                    res.billed_ms, self.fn_memory.get(variant, f.memory_mb),
+                    self.fn_pricing) / res.shared_by  # a batch's charge, split
+                return res.payload, "function", res.cold_start, res.target if chained else "function", usd, None
             err = res.error or "error"
             reason = "throttle" if err.startswith("throttled") else "timeout" if err.startswith("timeout") else "error"
             # Throttled: queue at the VM deployment instead (as before). Failed or timed out: retry
@@ -505,8 +515,8 @@ class Router(ControlSideDoor):
             st["planned_memory_mb"], st["warm_pool"] = self.fn_memory.get(v), self.fn_warm_pool.get(v)
         targets = {v: {k: r for k, (_, r) in t.items()} for v, t in self.targets.items()}
         return _plain({"uptime_s": round(time.time() - self.started_s, 1), **self.core.summary(),
-                       "functions": fns, "vm_targets": targets, "vm_cost_per_request_usd": self.vm_cost_usd,
-                       "control": self.control_status})
+                       "functions": fns, "partitions": self.partitions.status(), "vm_targets": targets,
+                       "vm_cost_per_request_usd": self.vm_cost_usd, "control": self.control_status})
 
     @app.get("/metrics")
     def prometheus(self):
@@ -598,10 +608,19 @@ class Router(ControlSideDoor):
             patch = security.validate(security.FaultsPatch, doc)
         except ValueError as e:
             return _error(422, str(e))
+        from procurement.providers.local_vm import VmFaults
         try:
             if patch.function is not None:
                 self.functions.set_faults(FunctionFaults(**patch.function) if patch.function else None)
         except (ValueError, TypeError) as e:
             return _error(422, f"function: {e}")
+        try:
+            if patch.vm:
+                VmFaults(**patch.vm)  # refuse a bad spec here, not in the control loop
+        except (ValueError, TypeError) as e:
+            return _error(422, f"vm: {e}")
+        if patch.vm is not None:
+            self._vm_faults_pending = patch.vm
         self._collect_faults = patch.control_collect_errors
-        return {"status": "applied", "function": patch.function, "control_collect_errors": self._collect_faults}
+        return {"status": "applied", "function": patch.function, "vm": patch.vm,
+                "control_collect_errors": self._collect_faults}

@@ -6,7 +6,8 @@ batch queues in front of the functions, which the plan's function configurations
 wait, spill-rate band) reconfigure. A mixin of
 `serving.router_app.Router`, kept apart so the protocol endpoints stay in one file of their own.
 """
-import threading
+import concurrent.futures
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from ray import serve
@@ -21,7 +22,18 @@ class ControlSideDoor:
     def _init_function_batcher(self) -> None:
         """The batch queues in front of the functions (serving.function_batcher), with the
         static configurations of `serving.functions.batching` until the plan brings its own."""
+        from serving.partition_route import PartitionRoutes
+
         self.fn_batcher = FunctionBatcher(self.functions, slack_ms=self.settings.functions.batch_slack_ms)
+        # Prewarm invocations run on long-lived threads: a local worker gets SIGTERM when the
+        # thread that started it exits (PR_SET_PDEATHSIG is per thread), so an instance started
+        # from a short-lived thread died as soon as its prewarm returned.
+        self._warm_threads = ThreadPoolExecutor(max_workers=self.settings.functions.concurrency_limit + 1,
+                                                thread_name_prefix="function-prewarm")
+        # Variants a plan serves as a chain of functions (serving.partition_route), on the same provider.
+        self.partitions = PartitionRoutes(self.functions, timeout_s=self.settings.functions.timeout_s,
+                                          env=getattr(self.functions, "worker_env", None) or None,
+                                          max_chains=self.settings.functions.concurrency_limit)
         for v, options in self.settings.functions.batching.items():
             if v in self.fn_memory:
                 self.fn_batcher.configure(v, [BatchConfig.of(o.model_dump()) for o in options])
@@ -35,7 +47,7 @@ class ControlSideDoor:
         out["classes"], out["models"] = list(self.core.apps), list(self.core.variants)
         out["backlog"] = dict(self.core.inflight_vm)
         functions = {}
-        for v, st in self.functions.stats().items():
+        for v, st in self._variant_function_stats().items():
             prev = self._fn_prev.get(v, {"invocations": 0, "cold_starts": 0, "duration_ms_sum": 0.0})
             inv = st["invocations"] - prev["invocations"]
             dur_sum = st["mean_duration_ms"] * st["invocations"]
@@ -46,7 +58,28 @@ class ControlSideDoor:
             self._fn_prev[v] = {"invocations": st["invocations"], "cold_starts": st["cold_starts"],
                                 "duration_ms_sum": dur_sum}
         self.functions.reset_peaks()
+        self.partitions.reset_peaks()
         out["functions"] = functions
+        if self._vm_faults_pending is not None:  # POST /admin/faults {"vm": ...}: the loop sets them
+            out["vm_faults"], self._vm_faults_pending = self._vm_faults_pending, None
+        return out
+
+    def _variant_function_stats(self) -> dict[str, dict]:
+        """The provider's cumulative stats per variant: a chained variant's requests through its
+        chain count as invocations of the variant's function (one chain = one instance), and the
+        partition functions (`<variant>-part-<s>-<e>`) are not reported on their own."""
+        from serving.partition_route import is_partition_function
+
+        out = {v: dict(st) for v, st in self.functions.stats().items() if not is_partition_function(v)}
+        for v, c in self.partitions.stats().items():
+            st = out.setdefault(v, {"memory_mb": self.fn_memory.get(v, 0), "instances": 0, "peak_concurrency": 0,
+                                    "invocations": 0, "cold_starts": 0, "mean_duration_ms": 0.0})
+            dur_sum = st["mean_duration_ms"] * st["invocations"] + c["duration_ms_sum"]
+            st["invocations"] += c["invocations"]
+            st["cold_starts"] += c["cold_starts"]
+            st["mean_duration_ms"] = dur_sum / st["invocations"] if st["invocations"] else 0.0
+            st["instances"] += c["instances"]
+            st["peak_concurrency"] = max(st["peak_concurrency"], c["peak_concurrency"])
         return out
 
     def apply_control(self, update: dict) -> None:
@@ -66,10 +99,24 @@ class ControlSideDoor:
             # Several records are INFless's non-uniform bands; the bottom one carries the memory
             # (one memory per model on this provider) and the warm pool.
             records.sort(key=lambda fc: fc.get("rate_lo_per_s", 0.0))
+            # A partition plan (AMPS-Inf): the variant's function tier is that chain of functions
+            # (serving.partition_route); memory_mb is its largest partition's. A memory pinned by
+            # the admin keeps the variant whole, as it overrides the tuner's memory.
+            plan = records[0].get("partition_plan") if v not in self.fn_memory_pinned else None
+            warm_pool = sum(int(fc["warm_pool"]) for fc in records)
+            self.partitions.apply(v, plan, warm_pool=warm_pool, fp=self.fn_pricing)
+            if plan is not None:
+                # The whole function keeps no warm pool meanwhile: its idle instances are reaped
+                # after the keep-alive and leave the provider's concurrency to the hops.
+                self.functions.deploy(v, self.fn_memory[v], warm_pool=0)
+                self.fn_memory[v], self.fn_warm_pool[v] = int(records[0]["memory_mb"]), warm_pool
+                self.metrics.function_memory_mb.labels(v).set(self.fn_memory[v])
+                self.metrics.function_warm_pool.labels(v).set(warm_pool)
+                continue
             old_mb = self.fn_memory[v]
             # A memory pinned by the admin wins over the tuner's plan.
             self.fn_memory[v] = self.fn_memory_pinned.get(v, int(records[0]["memory_mb"]))
-            self.fn_warm_pool[v] = sum(int(fc["warm_pool"]) for fc in records)
+            self.fn_warm_pool[v] = warm_pool
             configs = [BatchConfig.of(fc) for fc in records]
             self.functions.deploy(v, self.fn_memory[v], warm_pool=self.fn_warm_pool[v],
                                   batch_size=max(c.batch_size for c in configs))
@@ -107,6 +154,9 @@ class ControlSideDoor:
         """Start instances up to each function's planned warm pool (a cold start paid now, in the
         background, rather than by a request)."""
         for v, pool in self.fn_warm_pool.items():
+            if self.partitions.get(v) is not None:  # a chain: warm-up pings to every hop
+                self.partitions.prewarm(v, pool)
+                continue
             st = self.functions.stats().get(v, {})
             missing = pool - st.get("instances", 0)
             if missing <= 0 or v in self._prewarming:
@@ -117,13 +167,9 @@ class ControlSideDoor:
             def warm(variant=v, n=missing, x=x):
                 # n invocations at once, so n instances start (one alone would reuse one instance).
                 try:
-                    threads = [threading.Thread(target=self.functions.invoke,
-                                                args=(variant, x, self.settings.functions.timeout_s))
-                               for _ in range(n)]
-                    for t in threads:
-                        t.start()
-                    for t in threads:
-                        t.join()
+                    futures = [self._warm_threads.submit(self.functions.invoke, variant, x,
+                                                         self.settings.functions.timeout_s) for _ in range(n)]
+                    concurrent.futures.wait(futures)
                 finally:
                     self._prewarming.discard(variant)
-            threading.Thread(target=warm, name=f"prewarm-{v}", daemon=True).start()
+            self._warm_threads.submit(warm)

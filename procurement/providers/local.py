@@ -20,10 +20,8 @@ Both kill their children if this process dies (PR_SET_PDEATHSIG), so nothing is 
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import select
-import signal
 import subprocess
 import sys
 import threading
@@ -31,20 +29,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from procurement.providers import child_process
 from procurement.providers.base import FunctionRecord, InvokeResult, ProviderError
 from procurement.providers.fault_spec import parse_fault_spec
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 _CFS_PERIOD_US = 100_000
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """preexec hook: the child gets SIGTERM when its parent dies (Linux), so no orphan survives."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 # --- cgroups -----------------------------------------------------------------------------------
@@ -307,13 +297,15 @@ class LocalFunctionProvider:
                    MXNET_CPU_WORKER_NTHREADS="1")
 
         def preexec():
-            _die_with_parent()
+            child_process.die_with_parent()
             try:
                 limit.join()
             except OSError:
                 pass
-        proc = subprocess.Popen([self._python, "-m", "serving.function_worker", model, fn.runtime],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, preexec_fn=preexec)
+        # Forked from the process-lifetime thread: a worker started from a short-lived thread
+        # (a prewarm, asyncio.to_thread) would otherwise die with that thread.
+        proc = child_process.popen([self._python, "-m", "serving.function_worker", model, fn.runtime],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, preexec_fn=preexec)
         now = self._clock()
         inst = _Instance(proc, limit, now, now)
         with self._lock:

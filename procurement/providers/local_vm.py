@@ -6,7 +6,7 @@ process (what an EC2 VM's user data runs); Serve places replicas on it through t
 `terminate` stops that node alone (SIGTERM to its `ray start`).
 
 Lifetime: each VM is a child of this process with PR_SET_PDEATHSIG, forked from one thread that
-lives as long as the process (`_Spawner`), and `ray start --block` fate-shares its raylet the
+lives as long as the process (`child_process.popen`), and `ray start --block` fate-shares its raylet the
 same way; so a killed daemon leaves no node behind, a new daemon finds none to adopt (and buys
 its fleet afresh: no duplicates), while a provider made again inside the same process (a
 restarted control loop) `adopt`s the VMs still running.
@@ -25,6 +25,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
+from procurement.providers import child_process
 from procurement.providers.base import ProviderError, VmRecord
 from procurement.providers.fault_spec import parse_fault_spec
 
@@ -78,39 +79,6 @@ class _LocalVm:
 _RUNNING: dict[str, _LocalVm] = {}
 _RUNNING_LOCK = threading.Lock()
 _VM_SEQ = itertools.count(1)  # process-wide, so a new provider object never reuses an adopted id
-
-
-class _Spawner:
-    """Starts child processes from one thread that lives as long as this process.
-
-    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process: a VM
-    started from the control loop's thread would be killed when that loop stops (a restart of
-    the loop inside a running daemon). Forking from this thread ties the VMs to the process."""
-
-    _queue = None
-    _lock = threading.Lock()
-
-    @classmethod
-    def popen(cls, cmd: list[str], **kw) -> subprocess.Popen:
-        import queue
-        from concurrent.futures import Future
-
-        with cls._lock:
-            if cls._queue is None:
-                cls._queue = queue.SimpleQueue()
-                threading.Thread(target=cls._serve, args=(cls._queue,), name="localvm-spawner", daemon=True).start()
-        fut: Future = Future()
-        cls._queue.put((cmd, kw, fut))
-        return fut.result()
-
-    @staticmethod
-    def _serve(q) -> None:
-        while True:
-            cmd, kw, fut = q.get()
-            try:
-                fut.set_result(subprocess.Popen(cmd, **kw))
-            except BaseException as e:  # handed to the caller
-                fut.set_exception(e)
 
 
 class LocalVmProvider:
@@ -180,7 +148,6 @@ class LocalVmProvider:
         return vm_id
 
     def _start(self, vm: _LocalVm, now_s: float) -> None:
-        from procurement.providers.local import _die_with_parent  # here: local.py re-exports this module
 
         if vm.never_boots:  # the machine is up, its node never joins: a process that just waits
             cmd = [sys.executable, "-c", "import signal; signal.pause()"]
@@ -188,8 +155,8 @@ class LocalVmProvider:
             cmd = [self._ray_bin, "start", "--address", self.head_address, "--num-cpus", str(vm.vcpu),
                    "--resources", json.dumps({vm.record.vm_id: 1}), "--block", "--disable-usage-stats"]
         try:
-            vm.proc = _Spawner.popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     preexec_fn=_die_with_parent, start_new_session=False)
+            vm.proc = child_process.popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=child_process.die_with_parent, start_new_session=False)
         except OSError as e:
             self._errors.append(ProviderError("boot_failed", f"{vm.record.vm_id}: {e}", vm.record.request_id))
             self._gone(vm, "terminated")

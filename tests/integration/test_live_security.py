@@ -172,6 +172,23 @@ def test_control_loop_survives_failing_collects(live):
     assert b'hybridserve_control_errors{kind="tick"}' in metrics
 
 
+def test_vm_faults_through_the_admin_endpoint(live):
+    """A bad VM fault spec is refused naming the field; a good one reaches the control loop at
+    its next tick (an event says so) and {} clears it."""
+    status, doc = _admin(live, "POST", "/admin/faults", {"vm": {"never_boot": 2}})
+    assert status == 422 and doc["error"].startswith("vm:")
+    assert _admin(live, "POST", "/admin/faults", {"vm": {"slow_boot_s": 1, "seed": 2}})[0] == 200
+    deadline = time.monotonic() + 40
+    events = []
+    while time.monotonic() < deadline:
+        events = live.get_json("/status")[1]["control"].get("tick", {}).get("events", [])
+        if any("vm faults set: {'slow_boot_s': 1, 'seed': 2}" in e for e in events):
+            break
+        time.sleep(1)
+    assert any("vm faults set: {'slow_boot_s': 1, 'seed': 2}" in e for e in events), events[-5:]
+    assert _admin(live, "POST", "/admin/faults", {"vm": {}})[0] == 200
+
+
 def test_secrets_never_logged_or_exported(live):
     secrets = [TOKEN.encode(), FAKE_AWS_SECRET.encode()]
     # A refused token is not echoed either.
