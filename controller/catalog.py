@@ -7,14 +7,19 @@ batch sizes latency is interpolated linearly, between memory sizes log-linearly 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from controller.config import FunctionPlatformConfig
 
-MB_PER_VCPU = 1769  # Lambda's rule: one vCPU per 1,769 MB (COP predicts by CPU share)
+log = logging.getLogger("hybridserve.catalog")
+
+# Lambda's rule: one vCPU per 1,769 MB (COP predicts by CPU share); one value, the config's default.
+MB_PER_VCPU = FunctionPlatformConfig.model_fields["mb_per_vcpu"].default
 
 
 class CatalogError(Exception):
@@ -93,6 +98,7 @@ class Catalog:
         self.models: list[ModelVariant] = []
         self._vm: dict[tuple[str, str], VmProfile] = {}
         self._fn: dict[str, FunctionProfile] = {}
+        self._graphs: dict = {}  # model -> LayerGraph or None, read on first use
         self._load()
 
     # --- loading -----------------------------------------------------------------------------
@@ -149,7 +155,8 @@ class Catalog:
 
         try:
             graphs = cop.cached_graph_models()
-        except OSError:
+        except OSError as e:
+            log.warning("no operator profiles (%s): no predicted function latencies for %s", e, ", ".join(missing))
             return
         cells = sorted({(mem, b) for by_batch in measured.values() for b, rows in by_batch.items() for mem, _ in rows})
         ratios: dict[tuple[int, int], list[float]] = {}
@@ -196,6 +203,17 @@ class Catalog:
 
     def function_profile(self, model: str) -> FunctionProfile | None:
         return self._fn.get(model)
+
+    def layer_graph(self, model: str):
+        """The model's layer graph for the partition planner (`model_graphs/<model>.csv`), None
+        without one. Read once, on first use (few models are ever partitioned), so policies get it
+        from the catalog instead of reading files themselves."""
+        if model not in self._graphs:
+            from procurement.partition_planner import load_layer_graph
+            directory = os.path.join(self.directory, "model_graphs")
+            self._graphs[model] = (load_layer_graph(directory, model, self.model(model).cold_start_ms)
+                                   if os.path.isfile(os.path.join(directory, f"{model}.csv")) else None)
+        return self._graphs[model]
 
     def models_meeting(self, min_accuracy: float) -> list[ModelVariant]:
         return [m for m in self.models if m.top1_accuracy >= min_accuracy - 1e-12]

@@ -16,14 +16,12 @@ function is feasible at all (e.g. the catalog's profile starts above the memory 
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from controller.core import SetFunctionConfig
 from procurement.function_configs import solve_for_model
 from procurement.partition_planner import (CostModel, LayerGraph, PartitionLimits, PartitionPlan, TransferModel,
-                                           load_layer_graph, plan_partitions)
+                                           plan_partitions)
 
 MODES = ("none", "uniform", "nonuniform")
 
@@ -51,13 +49,6 @@ def function_configs(ctx, model: str, rates_per_s: np.ndarray, slo_ms: float, mo
         out.append(SetFunctionConfig(model, int(c.memory_mb), warm_pool if i == 0 else 0, int(c.batch_size),
                                      float(c.wait_ms), float(c.rate_lo_per_s), float(c.rate_hi_per_s)))
     return tuple(out)
-
-
-def load_layer_graphs(catalog) -> dict[str, LayerGraph]:
-    """The layer graphs the catalog has (`<catalog>/model_graphs/<model>.csv`), by model."""
-    directory = os.path.join(catalog.directory, "model_graphs")
-    return {m.name: load_layer_graph(directory, m.name, m.cold_start_ms) for m in catalog.models
-            if os.path.isfile(os.path.join(directory, f"{m.name}.csv"))}
 
 
 def partition_option(graph: LayerGraph | None, slo_ms: float, fp, max_partitions: int = 4) -> PartitionPlan | None:

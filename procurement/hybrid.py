@@ -30,8 +30,8 @@ import numpy as np
 
 from controller.core import Plan, PolicyContext, QueryClass, Route, SetFunctionConfig
 from procurement.forecast import make_predictor
-from procurement.function_plan import (check_mode, function_configs, load_layer_graphs, partition_option,
-                                       partitioned_config, use_partitioned)
+from procurement.function_plan import (check_mode, function_configs, partition_option, partitioned_config,
+                                       use_partitioned)
 from procurement.function_tuner import (FunctionTuner, TunerSettings, TunerState, burst_beyond_vm_per_s,
                                         expected_cold_ratio, warm_pool_size)
 from procurement.planner_reconcile import ReconcileState, reconcile
@@ -81,7 +81,7 @@ class Hybrid:
         partitioning = function_partitioning or extra.get("function_partitioning", "auto")
         if partitioning not in ("auto", "off"):
             raise ValueError(f"function_partitioning must be auto or off, got {partitioning!r}")
-        self._graphs = load_layer_graphs(ctx.catalog) if partitioning == "auto" else {}
+        self._partitioning = partitioning == "auto"  # layer graphs come from the catalog
         self._partition_memo: dict = {}
         # The selector chooses among every variant meeting the floor (an app's fixed `model` is
         # for the baselines only), or, for comparison, always the most accurate or the fastest.
@@ -111,20 +111,16 @@ class Hybrid:
         """Tell the selector what each variant will cost before it has seen any: the warm-start
         variant is served by VMs, the others by functions until procurement buys them VMs. An
         unpriced variant would look free and draw the first requests to cold functions."""
-        from controller.policies.common import cheapest_function_memory
         cat = self.ctx.catalog
         for c, (cls, warm) in enumerate(zip(classes, self._warm_models)):
             prior = np.zeros(self.n_models)
             p_met = np.full(self.n_models, np.nan)
             for m in cat.models_meeting(cls.min_accuracy):
-                fn = cheapest_function_memory(self.ctx, m.name, cls.slo_ms)
-                part = self._partition_plan(m.name, cls.slo_ms)
-                if use_partitioned(part, fn is not None):  # served as a chain of functions
-                    fn = (0, part.cost_usd)  # (memory, $ per request): only the $ is used
-                prior[m.index] = fn[1] if fn else 1e-3  # no SLO-feasible function: expensive
+                fn_usd, _ = self._function_option(m.name, cls.slo_ms)
+                prior[m.index] = fn_usd if fn_usd is not None else 1e-3  # no SLO-feasible function: expensive
                 # On a function the first calls are cold: a coin toss at best, hopeless when
                 # even a warm call is too slow.
-                p_met[m.index] = 0.5 if fn else 0.05
+                p_met[m.index] = 0.5 if fn_usd is not None else 0.05
             vm = [cat.vm_cost_per_request_usd(cat.models[warm].name, t, cls.slo_ms) for t in self.types]
             vm = [v[0] for v in vm if v]
             if vm:
@@ -132,11 +128,24 @@ class Hybrid:
             self._selector.set_cost_prior(c, prior)
             self._selector.set_slo_prior(c, p_met)
 
+    def _function_option(self, model: str, slo_ms: float):
+        """The cheapest way to serve `model` on functions within `slo_ms`: ($ per warm request or
+        None when nothing fits, the PartitionPlan when a chain of functions is that way else None).
+        One feasibility rule everywhere: a single function is feasible when some memory size's warm
+        latency, invoke overhead included, fits the SLO (cheapest_function_memory)."""
+        from controller.policies.common import cheapest_function_memory
+        fn = cheapest_function_memory(self.ctx, model, slo_ms)
+        part = self._partition_plan(model, slo_ms)
+        if use_partitioned(part, fn is not None):
+            return part.cost_usd, part
+        return (fn[1] if fn else None), None
+
     def _partition_plan(self, model: str, slo_ms: float):
         """The partition planner's least-cost chain for the model within the SLO (memoised)."""
         key = (model, slo_ms)
         if key not in self._partition_memo:
-            self._partition_memo[key] = partition_option(self._graphs.get(model), slo_ms, self.ctx.config.functions)
+            graph = self.ctx.catalog.layer_graph(model) if self._partitioning else None
+            self._partition_memo[key] = partition_option(graph, slo_ms, self.ctx.config.functions)
         return self._partition_memo[key]
 
     def _fixed_choice(self, cls) -> str | None:
@@ -252,8 +261,8 @@ class Hybrid:
             mem = state.memory_mb.get(m)
             prof = cat.function_profile(m)
             single_fits = prof is not None and self.tuner.memory_grid(m).size > 0
-            part = self._partition_plan(m, slo_ms[m])
-            if use_partitioned(part, single_fits):
+            _, part = self._function_option(m, slo_ms[m])
+            if part is not None:
                 functions += self._partitioned_function(state, m, part, fv, burst, in_use)
                 routes.append(self._spill_route(mix, m, slo_ms[m]))
                 continue
@@ -334,19 +343,15 @@ class Hybrid:
     def _vm_pays(self, model: str, slo_ms: float, mean_per_s: float) -> bool:
         key = (model, slo_ms)
         if key not in self._vm_breakeven:
-            from controller.policies.common import cheapest_function_memory
-            fn = cheapest_function_memory(self.ctx, model, slo_ms)
-            part = self._partition_plan(model, slo_ms)
-            if use_partitioned(part, fn is not None):
-                fn = (0, part.cost_usd)
+            fn_usd, _ = self._function_option(model, slo_ms)
             vm_usd_per_h = [self.ctx.catalog.instance_type(t).on_demand_usd_per_h for t in self.types
                             if (p := self.ctx.catalog.vm_profile(model, t)) is not None and p.latency_at(1) <= slo_ms]
             if not vm_usd_per_h:
                 self._vm_breakeven[key] = math.inf
-            elif fn is None:
+            elif fn_usd is None:
                 self._vm_breakeven[key] = 0.0
             else:  # requests/s at which one VM-hour costs what functions would charge
-                self._vm_breakeven[key] = min(vm_usd_per_h) / 3600.0 / fn[1]
+                self._vm_breakeven[key] = min(vm_usd_per_h) / 3600.0 / fn_usd
         return mean_per_s >= self._vm_breakeven[key]
 
     @staticmethod

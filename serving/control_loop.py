@@ -282,6 +282,10 @@ class ControlLoop:
         for why in refused:
             self._count("guard_refused")
             self._event(why)
+        # A refused retry is dropped, not re-offered: bought later when budget frees, it would be a
+        # VM the policy no longer asked for (a refused planned launch the policy re-plans itself).
+        ok = {launch.request_id for launch in allowed}
+        self._failed_launches = {k: v for k, v in self._failed_launches.items() if k in ok}
         with self._lock:
             for launch in allowed:
                 vm_id = self.vms.launch(launch.request_id, launch.instance_type, launch.model, now_s, spot=launch.spot)
@@ -359,11 +363,16 @@ class ControlLoop:
             app = f"vm-{rec.vm_id}"
             # Not serve.run: it waits for RUNNING without end, and a node killed mid-deploy makes
             # the replicas unschedulable, which would hold this worker (and stop()) forever.
+            # Private API, checked against Ray 2.60 (ray.serve.api._run(app, _blocking=False, name,
+            # route_prefix)); re-check its signature on a Ray upgrade.
             from ray.serve.api import _run
             _run(vm_app(rec.model, rec.vm_id, replicas, self.settings), name=app, route_prefix=None,
                  _blocking=False)
             deadline = time.monotonic() + _JOIN_TIMEOUT_S
-            while getattr(serve.status().applications.get(app), "status", None) != "RUNNING":
+            while (status := getattr(serve.status().applications.get(app), "status", None)) != "RUNNING":
+                if status == "DEPLOY_FAILED":  # final: waiting to the deadline would only hold this worker
+                    serve.delete(app, _blocking=False)
+                    raise RuntimeError(f"{app} deploy failed")
                 node_alive = any(n["Alive"] and rec.vm_id in n.get("Resources", {}) for n in ray.nodes())
                 if not node_alive or time.monotonic() > deadline or self._stop.is_set() \
                         or rec.vm_id in self._releasing:
@@ -449,8 +458,11 @@ class ControlLoop:
         """Cost so far: released VMs as billed, live VMs as if released now, functions as invoked."""
         live = 0.0
         for rec in self.vms.list(now_s):
-            live += vm_charge_usd(self._price(rec.instance_type, rec.spot), now_s - rec.launched_s,
-                                  self.cfg.vms.billing_minimum_s)
+            # A VM whose release ran but whose terminate failed is in the ledger up to _billed_to:
+            # charge only the time since (no second minimum), not again from its launch.
+            since_s = self._billed_to.get(rec.vm_id, rec.launched_s)
+            live += vm_charge_usd(self._price(rec.instance_type, rec.spot), now_s - since_s,
+                                  self.cfg.vms.billing_minimum_s if since_s == rec.launched_s else 0.0)
         if not self._standing_billed:
             live += sum(sv.charge_usd(now_s, self.cfg.vms.billing_minimum_s) for sv in self.standing)
         vm = self.ledger.vm_usd + live
@@ -460,7 +472,13 @@ class ControlLoop:
         """The head into the ledger, once, when the loop stops (until then cost_usd adds it live)."""
         if not self._standing_billed:
             for sv in self.standing:
-                self.ledger.add_vm(sv.vm_id, sv.charge_usd(now_s, self.cfg.vms.billing_minimum_s))
+                # Split evenly over the variants it serves (as usd_per_s_per_model): the same vm_usd
+                # the simulator bills, and no pseudo-model "head" in by_model_usd.
+                usd = sv.charge_usd(now_s, self.cfg.vms.billing_minimum_s)
+                if not sv.models:
+                    self.ledger.vm_usd += usd
+                for m in sv.models:
+                    self.ledger.add_vm(m, usd / len(sv.models))
             self._standing_billed = True
 
     def _vm_cost_per_request(self, data: dict, records) -> dict:

@@ -275,10 +275,18 @@ class FunctionBatcher:
         return await pending.future
 
     async def _alone(self, model: str, batch: np.ndarray, timeout_s: float) -> BatchedResult:
-        res = await self._run(self.provider.invoke, model, batch, timeout_s)
+        res = await self._call(model, batch, timeout_s)
         self._learn(model, batch.shape[0], res)
         self._count(model, 1)
         return BatchedResult.alone(res)
+
+    async def _call(self, model: str, x: np.ndarray, timeout_s: float) -> InvokeResult:
+        """One provider invocation; an exception from the provider is a failed result, batched or
+        not (a provider must report errors, but a batched caller must never hang on one)."""
+        try:
+            return await self._run(self.provider.invoke, model, x, timeout_s)
+        except Exception as e:
+            return InvokeResult(False, None, 0.0, 0.0, False, f"error: {type(e).__name__}: {e}")
 
     def _arm(self, model: str, m: _Model, b: int) -> None:
         """(Re)schedule the queue's flush at its earliest member's close time."""
@@ -307,10 +315,7 @@ class FunctionBatcher:
         n = len(pendings)
         sent_s = asyncio.get_running_loop().time()
         x = pendings[0].x if n == 1 else np.concatenate([p.x for p in pendings], axis=0)
-        try:
-            res = await self._run(self.provider.invoke, model, x, min(p.timeout_s for p in pendings))
-        except Exception as e:  # a provider must report errors, but a caller must never hang
-            res = InvokeResult(False, None, 0.0, 0.0, False, f"error: {type(e).__name__}: {e}")
+        res = await self._call(model, x, min(p.timeout_s for p in pendings))
         self._learn(model, x.shape[0], res)
         self._count(model, n)
         rows = None

@@ -43,12 +43,14 @@ _CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_cont
              "FP64": "fp64_contents"}
 
 
-def _param_value(p):
+def param_value(p):
+    """An InferParameter's value (bool, int, float or str), None when unset."""
     kind = p.WhichOneof("parameter_choice")
     return None if kind is None else getattr(p, kind)
 
 
-def _set_param(target, key: str, value) -> None:
+def set_param(target, key: str, value) -> None:
+    """Set `target[key]` (a parameters map) to `value` in the matching oneof field; None sets nothing."""
     if value is None:
         return
     if isinstance(value, bool):
@@ -70,7 +72,7 @@ def to_infer_request(request) -> oip.InferRequest:
     header = {"inputs": [], "outputs": []}
     if request.id:
         header["id"] = request.id
-    params = {k: _param_value(v) for k, v in request.parameters.items()}
+    params = {k: param_value(v) for k, v in request.parameters.items()}
     if params:
         header["parameters"] = params
     raws = list(request.raw_input_contents)
@@ -87,12 +89,12 @@ def to_infer_request(request) -> oip.InferRequest:
         else:
             raise oip.InvalidInput(f"inputs[{i}].datatype", f"{t.datatype!r} is not a v2 datatype")
         item = {"name": t.name, "shape": list(t.shape), "datatype": t.datatype,
-                "parameters": {k: _param_value(v) for k, v in t.parameters.items()}}
+                "parameters": {k: param_value(v) for k, v in t.parameters.items()}}
         item["parameters"]["binary_data_size"] = len(raw)
         header["inputs"].append(item)
         blobs.append(raw)
     for o in request.outputs:
-        out = {"name": o.name, "parameters": {k: _param_value(v) for k, v in o.parameters.items()}}
+        out = {"name": o.name, "parameters": {k: param_value(v) for k, v in o.parameters.items()}}
         out["parameters"]["binary_data"] = True
         header["outputs"].append(out)
     head = json.dumps(header).encode()
@@ -104,7 +106,7 @@ def from_infer_response(resp: oip.InferResponse):
     out = pb.ModelInferResponse(model_name=resp.model_name, model_version=resp.model_version or "",
                                 id=resp.id or "")
     for k, v in (resp.parameters or {}).items():
-        _set_param(out.parameters, k, v)
+        set_param(out.parameters, k, v)
     for o in resp.outputs:
         out.outputs.add(name=o.name, datatype=o.datatype, shape=list(o.shape))
         if o.datatype == "BYTES":

@@ -33,11 +33,10 @@ import time
 
 import numpy as np
 
-from controller.catalog import Catalog
+from controller.catalog import MB_PER_VCPU, Catalog
 
 log = logging.getLogger("hybridserve.catalog")
 
-MB_PER_VCPU = 1769
 _MEMORY_GRID_MB = (128, 256, 512, 1024, 1769, 3008)
 _BATCHES = (1, 2, 4, 8)
 _MEASURED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "catalog",

@@ -103,7 +103,7 @@ def grpc_request(name: str, sample: np.ndarray, request_id: str, parameters: dic
     """The ModelInferRequest of one sample: `pixels`, the FP32 tensor `input` as raw bytes;
     `png`, the BYTES tensor `image` (one PNG). The same request the REST body carries."""
     from serving import images
-    from serving.grpc_v2 import _set_param, pb
+    from serving.grpc_v2 import set_param, pb
 
     req = pb.ModelInferRequest(model_name=name, id=request_id)
     if payload == "pixels":
@@ -114,15 +114,15 @@ def grpc_request(name: str, sample: np.ndarray, request_id: str, parameters: dic
         req.inputs.add(name="image", datatype="BYTES", shape=[1]).contents.bytes_contents.append(
             images.encode_png(sample))
     for k, v in (parameters or {}).items():
-        _set_param(req.parameters, k, v)
+        set_param(req.parameters, k, v)
     return req
 
 
 def grpc_response_params(resp) -> dict:
     """A ModelInferResponse's parameters as plain values (variant, backend, cold_start, ...)."""
-    from serving.grpc_v2 import _param_value
+    from serving.grpc_v2 import param_value
 
-    return {k: _param_value(v) for k, v in resp.parameters.items()}
+    return {k: param_value(v) for k, v in resp.parameters.items()}
 
 
 class _RestSender:
@@ -268,14 +268,17 @@ async def run_load(url: str, name: str, offsets_s: np.ndarray, slo_ms: float, *,
 
         done = asyncio.Event()
         fb = asyncio.create_task(feedback_loop(done)) if feedback else None
-        await asyncio.gather(*(tracked(i, float(d)) for i, d in enumerate(offsets_s)))
-        res.wall_s = time.perf_counter() - t0
-        done.set()
-        if fb is not None:
-            await fb
-            await send_feedback()
-        if grpc_target:
-            await sender.close()
+        try:
+            await asyncio.gather(*(tracked(i, float(d)) for i, d in enumerate(offsets_s)))
+            res.wall_s = time.perf_counter() - t0
+            done.set()
+            if fb is not None:
+                await fb
+                await send_feedback()
+        finally:  # the gRPC channel is closed on an error or cancellation too
+            done.set()
+            if grpc_target:
+                await sender.close()
     if bar is not None:
         bar.close()
     return res

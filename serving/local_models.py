@@ -125,23 +125,35 @@ class LocalModel:
     def __init__(self, variant: str, runtime: str, max_batch_size: int, batch_wait_s: float, replicas: int = 1,
                  lazy: bool = False, load: Callable[..., Any] | None = None):
         self.variant, self.runtime, self.lazy = variant, runtime, lazy
+        self.replicas = max(1, replicas)  # batches that run at once (the router's target choice reads it)
         self._load_fn = load
         self._model = None
         self._lock = threading.Lock()  # one load at a time; reap vs. a batch picking up the model
         self._cold_pending = lazy
         self.last_used_s = time.monotonic()
-        self._executor = ThreadPoolExecutor(max_workers=max(1, replicas), thread_name_prefix=f"model-{variant}")
-        self._batcher = AsyncBatcher(self._forward, max_batch_size, batch_wait_s, max_concurrent=max(1, replicas))
+        self._executor = ThreadPoolExecutor(max_workers=self.replicas, thread_name_prefix=f"model-{variant}")
+        self._batcher = AsyncBatcher(self._forward, max_batch_size, batch_wait_s, max_concurrent=self.replicas)
         self.infer = SimpleNamespace(remote=self._batcher.submit)  # the DeploymentHandle call shape
 
     def _get(self):
         with self._lock:
-            if self._model is None:
-                load = self._load_fn
-                if load is None:
-                    from serving.runtimes import load_model as load
-                self._model = load(self.variant, runtime=self.runtime)
-            return self._model
+            return self._loaded_locked()
+
+    def _loaded_locked(self):
+        if self._model is None:
+            load = self._load_fn
+            if load is None:
+                from serving.runtimes import load_model as load
+            self._model = load(self.variant, runtime=self.runtime)
+        return self._model
+
+    def _take(self) -> tuple[Any, bool]:
+        """The model (loaded if need be) and whether this batch is the cold start, read under
+        one lock hold: a `reap` between the two would mark a warm batch as cold."""
+        with self._lock:
+            model = self._loaded_locked()
+            cold, self._cold_pending = self._cold_pending, False
+            return model, cold
 
     def preload(self) -> None:
         """Load now, in the background (a standing variant's first request must not pay it)."""
@@ -152,9 +164,7 @@ class LocalModel:
         return self._model is not None
 
     def _predict(self, x: np.ndarray) -> tuple[np.ndarray, float, bool]:
-        model = self._get()
-        with self._lock:  # a load just now (scale from zero) makes this batch the cold start
-            cold, self._cold_pending = self._cold_pending, False
+        model, cold = self._take()  # a load just now (scale from zero) makes this batch the cold start
         t0 = time.perf_counter()
         probs = model.predict(x)
         return probs, (time.perf_counter() - t0) * 1000.0, cold

@@ -43,6 +43,13 @@ def plan_from_dict(doc: dict) -> PartitionPlan:
     return PartitionPlan(**{**doc, "partitions": parts})
 
 
+def spill_helps(idle: bool, cold_ms: list[float | None], expected_vm_ms: float) -> bool:
+    """Whether spilling a request to the function tier helps: an instance is free (`idle`), or
+    the cold start to pay (the sum of `cold_ms`, one per function a request goes through; one
+    unknown, None, before its first) is shorter than the expected wait at the VM deployment."""
+    return idle or any(ms is None for ms in cold_ms) or sum(cold_ms) < expected_vm_ms
+
+
 def is_partition_function(name: str) -> bool:
     """Whether `name` is a partition function's (`<variant>-part-<start>-<end>`)."""
     from serving.partition.handler import parse_function_name
@@ -102,9 +109,10 @@ class PartitionRoutes:
         self._chains: dict[str, _Chain] = {}        # installed: requests go through these
         self._wanted: dict[str, PartitionPlan] = {}  # being prepared (weights export in flight)
         self._ready = threading.Condition(self._lock)
-        # Chains run on these long-lived threads: a local worker dies with the thread that started
-        # it (PR_SET_PDEATHSIG is per thread), so short-lived threads would lose warm instances.
-        # Enough for a prewarm of every hop (K <= 4) at the provider's concurrency at once.
+        # Requests through chains and prewarm pings run on these threads (a chain blocks on each
+        # hop). The local provider forks every worker from one process-lifetime thread, so a
+        # worker does not depend on the thread that invoked it. Enough for a prewarm of every hop
+        # (K <= 4) at the provider's concurrency at once.
         self._pool = ThreadPoolExecutor(max_workers=4 * max(1, max_chains), thread_name_prefix="partition-chain")
         self._prewarming: dict[str, int] = {}
         # Cumulative per variant, for `collect`: chain requests, cold ones, summed latency, errors.
@@ -174,6 +182,11 @@ class PartitionRoutes:
             chain = self._chains.get(variant)
             return None if chain is None else chain.plan
 
+    def pending(self, variant: str) -> bool:
+        """Whether a chain for `variant` is being prepared (not installed yet)."""
+        with self._lock:
+            return variant in self._wanted
+
     def function_names(self, variant: str) -> list[str]:
         with self._lock:
             chain = self._chains.get(variant)
@@ -182,7 +195,6 @@ class PartitionRoutes:
     # --- requests -------------------------------------------------------------------------------
     def infer(self, variant: str, batch: np.ndarray) -> ChainOutcome:
         """One request through `variant`'s chain (blocking). A failure is an outcome, not raised."""
-        from serving.partition.executor import PartitionChainError
         from serving.runtimes import softmax
 
         with self._lock:
@@ -195,7 +207,7 @@ class PartitionRoutes:
                                                   "errors": 0, "usd": 0.0})
         try:
             res = self.executor.infer(chain.dep, batch)
-        except PartitionChainError as e:
+        except Exception as e:  # a chain error, the store's OSError, a provider raising: an outcome
             with self._lock:
                 c["errors"] += 1
                 self.last_error[variant] = str(e)
@@ -218,16 +230,24 @@ class PartitionRoutes:
         """`infer` in one of this object's threads: the chain blocks on each hop."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.infer, variant, batch)
 
-    def prewarm(self, variant: str, pool: int, rounds: int = 3) -> None:
-        """Bring every hop of `variant`'s chain to `pool` instances, in the background, with
-        warm-up pings (billed by the provider like any invocation). The ping has no tensor: the
-        worker loads its blocks (the cold start) and answers it with an error, which leaves the
-        instance warm. A no-op while a prewarm of `variant` runs."""
+    def prewarm(self, variant: str, pool: int | None = None, rounds: int = 3) -> None:
+        """Bring every hop of `variant`'s chain to `pool` instances (None: the chain's planned
+        warm pool), in the background, with warm-up pings (billed by the provider like any
+        invocation). The ping has no tensor: the worker loads its blocks (the cold start) and
+        answers it with an error, which leaves the instance warm. A no-op while a prewarm of
+        `variant` runs."""
         with self._lock:
-            if variant in self._prewarming or variant not in self._chains:
+            chain = self._chains.get(variant)
+            if variant in self._prewarming or chain is None:
+                return
+            pool = chain.warm_pool if pool is None else int(pool)
+            if pool <= 0:
                 return
             self._prewarming[variant] = pool
-        self._pool.submit(self._prewarm, variant, pool, rounds)
+        # Its own thread, not the pool: it waits on pings submitted to the pool, and a pool
+        # whose threads all wait on work queued behind them never finishes.
+        threading.Thread(target=self._prewarm, args=(variant, pool, rounds), name=f"prewarm-{variant}",
+                         daemon=True).start()
 
     def _prewarm(self, variant: str, pool: int, rounds: int) -> None:
         import concurrent.futures
@@ -252,6 +272,9 @@ class PartitionRoutes:
                     return self.provider.invoke(name, {"warmup": True}, self.executor.timeout_s)
                 futures = [self._pool.submit(ping, n) for n in short for _ in range(pool)]
                 concurrent.futures.wait(futures)
+                for f in futures:
+                    if f.exception() is not None:  # the provider raised (not the ping's error reply)
+                        log.warning("%s: a prewarm ping failed: %r", variant, f.exception())
         finally:
             with self._lock:
                 self._prewarming.pop(variant, None)
@@ -265,10 +288,8 @@ class PartitionRoutes:
         chain's cold start (its hops' measured cold durations; unknown before the first) is
         shorter than the expected wait at the VM deployment."""
         names = self.function_names(variant)
-        if all(self.provider.has_idle(n) for n in names):
-            return True
-        cold_ms = [self.provider.cold_start_ms(n) for n in names]
-        return any(ms is None for ms in cold_ms) or sum(cold_ms) < expected_vm_ms
+        idle = all(self.provider.has_idle(n) for n in names)
+        return spill_helps(idle, [] if idle else [self.provider.cold_start_ms(n) for n in names], expected_vm_ms)
 
     # --- what collect and status read -----------------------------------------------------------
     def warm_instances(self, variant: str) -> int:

@@ -97,7 +97,11 @@ class Router(ControlSideDoor):
         if self.settings.head_in_process:
             from serving.local_models import head_models
             handles = self.local_models = head_models(self.core.variants, self.settings)
-        self.targets = {v: {HEAD: (h, max(1, self.settings.options_for(v).min_replicas))} for v, h in handles.items()}
+        # The replica count `_pick_target` divides by: the in-process model runs `replicas`
+        # batches at once; a ModelServer deployment has at least its min_replicas.
+        self.targets = {v: {HEAD: (h, h.replicas if v in self.local_models
+                                   else max(1, self.settings.options_for(v).min_replicas))}
+                        for v, h in handles.items()}
         self.target_inflight: dict[tuple[str, str], int] = {}
         self.telemetry = IntervalStats(list(self.core.apps), self.core.variants, self.started_s)
         self.vm_cost_usd: dict[str, float] = {}
@@ -396,10 +400,10 @@ class Router(ControlSideDoor):
         """Spill only where it helps: an open batch to join, a warm instance is free, or a cold
         start (as measured so far; unknown before the first) is shorter than the expected wait at
         the VM deployment."""
-        if self.fn_batcher.queued(variant) or self.functions.has_idle(variant):
-            return True
-        cold_ms = self.functions.cold_start_ms(variant)
-        return cold_ms is None or cold_ms < self.core.expected_vm_ms(variant)
+        from serving.partition_route import spill_helps
+
+        return spill_helps(self.fn_batcher.queued(variant) or self.functions.has_idle(variant),
+                           [self.functions.cold_start_ms(variant)], self.core.expected_vm_ms(variant))
 
     def _function_gauges(self, variant: str) -> None:
         st = self.functions.stats().get(variant, {})

@@ -6,8 +6,8 @@ batch queues in front of the functions, which the plan's function configurations
 wait, spill-rate band) reconfigure. A mixin of
 `serving.router_app.Router`, kept apart so the protocol endpoints stay in one file of their own.
 """
-import concurrent.futures
-from concurrent.futures import ThreadPoolExecutor
+import logging
+import threading
 
 import numpy as np
 from ray import serve
@@ -15,7 +15,11 @@ from ray import serve
 from serving.function_batcher import BatchConfig, FunctionBatcher
 from serving.runtimes import spec_of
 
-HEAD = "head"  # the target key of a variant's own deployment (replicas on the Ray head)
+# The target key of a variant's head replicas: by default the router's in-process LocalModel
+# (serving.local_models, `serving.head_in_process`), else the variant's own ModelServer deployment.
+HEAD = "head"
+
+log = logging.getLogger("hybridserve.router_control")
 
 
 class ControlSideDoor:
@@ -25,11 +29,11 @@ class ControlSideDoor:
         from serving.partition_route import PartitionRoutes
 
         self.fn_batcher = FunctionBatcher(self.functions, slack_ms=self.settings.functions.batch_slack_ms)
-        # Prewarm invocations run on long-lived threads: a local worker gets SIGTERM when the
-        # thread that started it exits (PR_SET_PDEATHSIG is per thread), so an instance started
-        # from a short-lived thread died as soon as its prewarm returned.
-        self._warm_threads = ThreadPoolExecutor(max_workers=self.settings.functions.concurrency_limit + 1,
-                                                thread_name_prefix="function-prewarm")
+        # Prewarm invocations run on short-lived threads of their own (`_prewarm`): the local
+        # provider forks every worker from one process-lifetime thread, so an instance does not
+        # die with the thread whose invocation started it.
+        self.prewarm_errors = 0  # prewarm invocations that raised (each logged)
+        self._prewarm_errors_lock = threading.Lock()
         # Variants a plan serves as a chain of functions (serving.partition_route), on the same provider.
         self.partitions = PartitionRoutes(self.functions, timeout_s=self.settings.functions.timeout_s,
                                           env=getattr(self.functions, "worker_env", None) or None,
@@ -100,17 +104,20 @@ class ControlSideDoor:
             # (one memory per model on this provider) and the warm pool.
             records.sort(key=lambda fc: fc.get("rate_lo_per_s", 0.0))
             # A partition plan (AMPS-Inf): the variant's function tier is that chain of functions
-            # (serving.partition_route); memory_mb is its largest partition's. A memory pinned by
-            # the admin keeps the variant whole, as it overrides the tuner's memory.
+            # (serving.partition_route), which keeps the chain's memories and warm pool; memory_mb
+            # is its largest partition's. A memory pinned by the admin keeps the variant whole,
+            # as it overrides the tuner's memory.
             plan = records[0].get("partition_plan") if v not in self.fn_memory_pinned else None
             warm_pool = sum(int(fc["warm_pool"]) for fc in records)
             self.partitions.apply(v, plan, warm_pool=warm_pool, fp=self.fn_pricing)
             if plan is not None:
                 # The whole function keeps no warm pool meanwhile: its idle instances are reaped
                 # after the keep-alive and leave the provider's concurrency to the hops.
+                # fn_memory stays the whole function's (what its calls are billed at, and what
+                # `memory_changed` compares when the variant is whole again).
                 self.functions.deploy(v, self.fn_memory[v], warm_pool=0)
-                self.fn_memory[v], self.fn_warm_pool[v] = int(records[0]["memory_mb"]), warm_pool
-                self.metrics.function_memory_mb.labels(v).set(self.fn_memory[v])
+                self.fn_warm_pool[v] = 0
+                self.metrics.function_memory_mb.labels(v).set(int(records[0]["memory_mb"]))
                 self.metrics.function_warm_pool.labels(v).set(warm_pool)
                 continue
             old_mb = self.fn_memory[v]
@@ -154,22 +161,40 @@ class ControlSideDoor:
         """Start instances up to each function's planned warm pool (a cold start paid now, in the
         background, rather than by a request)."""
         for v, pool in self.fn_warm_pool.items():
-            if self.partitions.get(v) is not None:  # a chain: warm-up pings to every hop
-                self.partitions.prewarm(v, pool)
+            if self.partitions.get(v) is not None:  # a chain: warm-up pings to every hop, its own pool
+                self.partitions.prewarm(v)
                 continue
+            if self.partitions.pending(v):
+                continue  # a chain is being prepared: the whole function keeps no warm pool
             st = self.functions.stats().get(v, {})
             missing = pool - st.get("instances", 0)
             if missing <= 0 or v in self._prewarming:
                 continue
             self._prewarming.add(v)
             x = np.zeros((1,) + tuple(spec_of(v).input_shape), np.float32)
+            try:
+                # Not a pool: a warm task waiting on invocations queued behind it in the same
+                # pool deadlocks once every thread holds a warm task.
+                threading.Thread(target=self._warm, args=(v, missing, x), name=f"prewarm-{v}", daemon=True).start()
+            except BaseException:
+                self._prewarming.discard(v)
+                raise
 
-            def warm(variant=v, n=missing, x=x):
-                # n invocations at once, so n instances start (one alone would reuse one instance).
-                try:
-                    futures = [self._warm_threads.submit(self.functions.invoke, variant, x,
-                                                         self.settings.functions.timeout_s) for _ in range(n)]
-                    concurrent.futures.wait(futures)
-                finally:
-                    self._prewarming.discard(variant)
-            self._warm_threads.submit(warm)
+    def _warm(self, variant: str, n: int, x: np.ndarray) -> None:
+        """n invocations at once, each on a thread of its own, so n instances start (one after
+        another would reuse one instance)."""
+        def call():
+            try:
+                self.functions.invoke(variant, x, self.settings.functions.timeout_s)
+            except Exception:
+                with self._prewarm_errors_lock:
+                    self.prewarm_errors += 1
+                log.exception("%s: a prewarm invocation failed", variant)
+        try:
+            threads = [threading.Thread(target=call, name=f"prewarm-{variant}", daemon=True) for _ in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            self._prewarming.discard(variant)

@@ -15,7 +15,7 @@ from controller.core import FunctionView, Observation, PolicyContext, QueryClass
 from controller.ledger import function_charge_usd
 from controller.sim.function_tier import FunctionTier
 from controller.sim.run import simulate
-from procurement.function_plan import load_layer_graphs, partition_option, partitioned_config, use_partitioned
+from procurement.function_plan import partition_option, partitioned_config, use_partitioned
 from procurement.partition_planner import chain_cold_charge_usd, chain_cold_ms
 
 SLO_MS = 3000.0
@@ -23,7 +23,7 @@ SLO_MS = 3000.0
 
 @pytest.fixture(scope="module")
 def graphs(catalog):
-    return load_layer_graphs(catalog)
+    return {m: g for m in catalog.model_names if (g := catalog.layer_graph(m)) is not None}
 
 
 @pytest.fixture(scope="module")

@@ -135,6 +135,48 @@ def test_the_head_is_a_standing_vm_seen_billed_and_never_terminated(loop_parts, 
     assert loop.cost_usd(clock[0])["vm"] == pytest.approx(price / 3600 * 20)
     loop.stop()
     assert loop.ledger.vm_usd == pytest.approx(price / 3600 * 20) == loop.cost_usd(clock[0] + 100)["vm"]
+    # Split over the variants it serves, like the simulator: no pseudo-model "head" in the breakdown.
+    assert set(loop.ledger.by_model_usd) == set(MODELS)
+    assert sum(loop.ledger.by_model_usd.values()) == pytest.approx(loop.ledger.vm_usd)
+
+
+def test_a_failed_launch_the_guard_then_refuses_is_dropped_not_bought_later(loop_parts):
+    from controller.core import LaunchVm, Plan
+    from procurement.providers.fake import FaultHooks
+
+    cfg, settings, app, catalog = loop_parts
+    vms = FakeVmProvider.from_catalog(catalog, np.random.default_rng(0), FaultHooks(api_errors=1))
+    loop = ControlLoop(cfg, settings, [app], catalog, FakeRouter(rate_per_s=0), vms, clock=lambda: 1000.0)
+    loop._apply(Plan(launches=(LaunchVm("r1", "local.small", "digits-small"),)), 1000.0, [])
+    assert vms.list(1000.0) == [] and "r1" in loop._failed_launches  # API error: retried next tick
+    vms.launch("r2", "local.small", "digits-small", 1000.0)  # max_vms 1 is now used
+    loop._apply(Plan(), 1002.0, vms.list(1002.0))
+    assert loop.errors.get("guard_refused") == 1 and loop._failed_launches == {}
+    vms.terminate(vms.list(1004.0)[0].vm_id, 1004.0)  # budget frees: the stale retry is not bought
+    loop._apply(Plan(), 1004.0, [])
+    loop._apply(Plan(), 1006.0, [])
+    assert vms.list(1006.0) == [] and loop.errors.get("guard_refused") == 1
+
+
+class _StuckVmProvider(FakeVmProvider):
+    """Its terminate returns but leaves the VM listed (a terminate that did not take)."""
+
+    def terminate(self, vm_id: str, now_s: float) -> None:
+        pass
+
+
+def test_a_vm_released_but_still_listed_is_not_billed_twice(loop_parts):
+    cfg, settings, app, catalog = loop_parts
+    vms = _StuckVmProvider.from_catalog(catalog, np.random.default_rng(0))
+    clock = [1000.0]
+    loop = ControlLoop(cfg, settings, [app], catalog, FakeRouter(rate_per_s=0), vms, clock=lambda: clock[0])
+    vm_id = vms.launch("r1", "local.small", "digits-small", 1000.0, ready_now=True)
+    loop._records[vm_id] = vms.list(1000.0)[0]
+    clock[0] = 1100.0
+    loop._release(vm_id, drain=False)
+    assert vms.list(1100.0) and loop.ledger.vm_usd > 0  # billed to 1100 s, still listed
+    price = catalog.instance_type("local.small").on_demand_usd_per_h
+    assert loop.cost_usd(1200.0)["vm"] == pytest.approx(price / 3600 * 200)  # launch to now, once
 
 
 def test_vm_faults_posted_to_the_router_reach_a_local_vm_provider(loop_parts):

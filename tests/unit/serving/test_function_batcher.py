@@ -341,3 +341,18 @@ def test_configure_from_another_thread_runs_on_the_serving_loop():
         return out
     out = run(go())
     assert fake.calls[1:] == [(pytest.approx(out[0][0] + 0.1), 2)]
+
+
+def test_a_provider_exception_is_a_failed_result_unbatched_too():
+    """The unbatched path (plain configuration, or a request of several rows) turns a provider
+    exception into a failed result, as the batched path does, rather than raising it."""
+    fake = FakeFunctions(fail="raise")
+
+    async def go():
+        b = FunctionBatcher(fake, run_blocking=inline)
+        plain = await b.invoke("m", sample(1), 30.0, 1e6)
+        b.configure("m", [BatchConfig(batch_size=3, wait_ms=100.0)])
+        several = await b.invoke("m", np.concatenate([sample(1), sample(2)]), 30.0, 1e6)
+        return plain, several
+    for res in run(go()):
+        assert not res.ok and res.payload is None and res.error == "error: OSError: pipe closed"

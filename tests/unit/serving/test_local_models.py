@@ -166,6 +166,41 @@ def test_a_variant_scaled_from_zero_is_cold_once_then_unloaded_when_idle():
     m.close()
 
 
+class ReapAfterFirstRelease:
+    """A threading.Lock that calls `hook` once, right after its first release: a `reap` from
+    another thread landing between two lock holds of one batch."""
+
+    def __init__(self):
+        import threading
+
+        self._lock, self.hook = threading.Lock(), None
+
+    def __enter__(self):
+        self._lock.acquire()
+
+    def __exit__(self, *exc):
+        self._lock.release()
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            hook()
+
+
+def test_a_reap_during_a_warm_batch_does_not_make_it_cold():
+    loader = FakeLoader()
+    m = LocalModel("resnet50", "mxnet", max_batch_size=4, batch_wait_s=0.0, lazy=True, load=loader)
+
+    async def one():
+        return (await m.infer.remote(_batch(0.5)))[2]
+    assert asyncio.run(one()) is True  # the load: the cold start
+    m._lock = ReapAfterFirstRelease()
+    reaped = []
+    m._lock.hook = lambda: reaped.append(m.reap(0.0, now_s=m.last_used_s + 1e6))
+    # The model was loaded when this batch took it: warm, though a reap unloaded it meanwhile.
+    assert asyncio.run(one()) is False and reaped == [True]
+    assert asyncio.run(one()) is True and len(loader.loads) == 2  # the next one loads again: cold
+    m.close()
+
+
 def test_a_standing_variant_is_never_unloaded():
     m = LocalModel("digits-small", "mxnet", max_batch_size=4, batch_wait_s=0.0, load=FakeLoader())
     m.preload()
@@ -193,7 +228,7 @@ def test_head_models_follow_the_variant_options():
     models = head_models(["digits-small", "resnet50"], settings, load=loader)
     small, resnet = models["digits-small"], models["resnet50"]
     assert not small.lazy and resnet.lazy and not resnet.loaded
-    assert resnet._batcher.max_batch_size == 4 and resnet._batcher.max_concurrent == 2
+    assert resnet._batcher.max_batch_size == 4 and resnet._batcher.max_concurrent == 2 and resnet.replicas == 2
     deadline = time.monotonic() + 5  # the standing variant loads in the background
     while not small.loaded and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -93,7 +93,9 @@ def test_apply_control_deploys_the_chain_then_whole_again_and_a_failed_chain_fal
     assert weights_dir.startswith(os.environ["HYBRIDSERVE_CACHE"])
     for s, e, _ in BOUNDS:
         assert os.path.isfile(partition_weights_path(weights_dir, VARIANT, s, e))
-    assert router.fn_memory[VARIANT] == 1769 and router.fn_warm_pool[VARIANT] == 1
+    # The chain keeps its warm pool; the whole function keeps its memory and no warm pool.
+    assert router.fn_memory[VARIANT] == 1769 and router.fn_warm_pool[VARIANT] == 0
+    assert router.partitions.status()[VARIANT]["warm_pool"] == 1
 
     # Every invocation fails: the chain fails (each hop retried), and the request is answered
     # by the VM target, as a failed single function call is.
@@ -152,8 +154,8 @@ def test_a_spilled_request_runs_through_the_chain_of_worker_processes(router):
     assert set(seen) == {VARIANT} and seen[VARIANT]["invocations"] == 2 and seen[VARIANT]["cold_starts"] == 1
     assert seen[VARIANT]["warm_instances"] == 1
 
-    # Prewarm (the plan's warm pool): a second instance of every hop, started on the routes'
-    # long-lived threads so it survives (a local worker dies with the thread that started it).
+    # Prewarm (the plan's warm pool): a second instance of every hop, which stays warm after
+    # the prewarm's threads end (the provider forks every worker from one long-lived thread).
     router.partitions.prewarm(VARIANT, 2)
     deadline = time.time() + 120.0
     while not router.partitions.prewarm_done(VARIANT) and time.time() < deadline:
@@ -172,8 +174,8 @@ def test_a_spilled_request_runs_through_the_chain_of_worker_processes(router):
 
 
 def test_a_prewarmed_instance_outlives_the_prewarm(router):
-    """A local worker dies with the thread that started it (PR_SET_PDEATHSIG is per thread):
-    the router's prewarm starts instances on long-lived threads, so they stay warm after it."""
+    """The router's prewarm invokes on short-lived threads; the instances it starts stay warm after
+    it (the provider forks every worker from one process-lifetime thread)."""
     router.fn_warm_pool[VARIANT] = 1
     router._prewarm()
     deadline = time.time() + 120.0

@@ -49,6 +49,9 @@ def test_the_head_target_runs_in_the_router_and_batches_concurrent_requests():
     router = make_router()
     local = router.local_models[VARIANT]
     assert router.targets[VARIANT]["head"][0] is local
+    # The target choice divides by the batches the in-process model runs at once.
+    opts = router.settings.options_for(VARIANT)
+    assert router.targets[VARIANT]["head"][1] == local.replicas == max(1, opts.min_replicas, opts.max_replicas)
 
     async def go():
         batch = np.zeros((1, 1, 8, 8), np.float32)
