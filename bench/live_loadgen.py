@@ -53,7 +53,7 @@ def main() -> int:
         f"({len(counts)} s of wall time), **rate scale x{args.rate_scale:g}** "
         f"({len(offsets):,} requests, mean {len(offsets) / len(counts):.1f} req/s, peak {counts.max()} req/s): "
         "the rate this machine sustains with headroom for the trace's bursts and the machine's stalls (the "
-        "router path tops out near 70 req/s at 8 in flight here, see live-router-overhead). "
+        "router path tops out near 110 req/s at 8 in flight here, see live-router-overhead). "
         "App `digits` (SLO 200 ms), FP32 binary tensors, labels sent back as batched feedback; control loop on (`hybrid`, up to 1 local.small VM).", "",
         "```", report, "```", "",
         "The same slice again over KServe v2 gRPC (`hybridserve loadgen --grpc`, `grpc.aio` ModelInfer with the "
