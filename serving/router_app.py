@@ -178,7 +178,15 @@ class Router(ControlSideDoor):
 
     @app.get("/v2/health/ready")
     def ready(self):
-        return oip.health(ready=True)
+        if self._standing_loaded(self.core.variants):
+            return oip.health(ready=True)
+        return JSONResponse(oip.health(ready=False), status_code=503)
+
+    def _standing_loaded(self, variants) -> bool:
+        """The head's standing in-process models of `variants` are loaded (they load in the
+        background at start): not ready until then, as a Serve replica is not until its model is.
+        Variants scaled from zero (`lazy`) are ready unloaded."""
+        return all(m.loaded or m.lazy for v, m in self.local_models.items() if v in variants)
 
     @app.get("/v2")
     def server_metadata(self):
@@ -212,12 +220,14 @@ class Router(ControlSideDoor):
     def model_ready(self, name: str, request: Request, version: str | None = None):
         try:
             self._check_key(name, request.headers, "ready")
-            self.core.resolve(name)
+            a, variant = self.core.resolve(name)
         except UnknownName as e:
             return _error(404, str(e))
         except _Failure as e:
             return _error(e.status, str(e))
-        return oip.health(ready=True)
+        if self._standing_loaded([variant] if variant else a.variants):
+            return oip.health(ready=True)
+        return JSONResponse(oip.health(ready=False), status_code=503)
 
     # --- infer, both protocols -------------------------------------------------------------------
     @app.post("/v2/models/{name}/infer")
@@ -414,15 +424,15 @@ class Router(ControlSideDoor):
         return grpc_v2.pb.ServerLiveResponse(live=True)
 
     def ServerReady(self, request):
-        return grpc_v2.pb.ServerReadyResponse(ready=True)
+        return grpc_v2.pb.ServerReadyResponse(ready=self._standing_loaded(self.core.variants))
 
     def ModelReady(self, request, grpc_context):
         try:
-            self.core.resolve(request.name)
+            a, variant = self.core.resolve(request.name)
         except UnknownName as e:
             grpc_v2.fail(grpc_context, 404, str(e))
             return grpc_v2.pb.ModelReadyResponse(ready=False)
-        return grpc_v2.pb.ModelReadyResponse(ready=True)
+        return grpc_v2.pb.ModelReadyResponse(ready=self._standing_loaded([variant] if variant else a.variants))
 
     def ServerMetadata(self, request):
         return grpc_v2.server_metadata(oip.server_metadata("hybridserve", VERSION))

@@ -75,3 +75,23 @@ def test_vm_targets_stay_on_handles_and_the_least_loaded_target_wins_head_first_
     probs, backend, _, target, _, _ = asyncio.run(router._run(VARIANT, batch, 200.0, time.perf_counter()))
     assert (backend, target, vm.calls) == ("vm", "vm-localvm-1", 1) and probs.shape == (2, 10)
     close(router)
+
+
+def test_not_ready_until_the_standing_head_models_are_loaded():
+    """/v2/health/ready and model ready (REST and gRPC) say 503 / false while a standing variant
+    still loads in the background, as a Serve replica is not ready before its model is."""
+    router = make_router()
+    local = router.local_models[VARIANT]
+    deadline = time.monotonic() + 60
+    while not local.loaded and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert local.loaded and not local.lazy
+    assert router.ready() == {"ready": True}
+    model, local._model = local._model, None  # as if still loading
+    try:
+        assert router.ready().status_code == 503
+        assert router.ServerReady(None).ready is False
+    finally:
+        local._model = model
+    assert router.ServerReady(None).ready is True
+    close(router)
