@@ -34,6 +34,17 @@ class UnknownName(LookupError):
     """Neither an app nor a model variant (HTTP 404)."""
 
 
+VERSION = "0.1.0"  # the server version both protocols report
+
+
+class RequestFailure(Exception):
+    """An infer that ends in an HTTP error status (mapped to a gRPC code for gRPC)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
 class NoModel(Exception):
     """No variant meets the request's constraints (HTTP 422); `field` names the constraint."""
 

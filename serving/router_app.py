@@ -4,7 +4,7 @@ REST (FastAPI): health, server and model metadata, model ready, infer (JSON or t
 extension); hybridserve's own POST /feedback (one label or a list), GET /status, /apps,
 /metrics. gRPC (KServe v2 / Triton `inference.GRPCInferenceService`, through Serve's gRPC
 proxy): ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer, each
-the method of the same name below; errors carry the matching status code (serving.grpc_v2).
+the method of the same name (serving.router_grpc); errors carry the matching status code.
 
 Per infer (`_infer`, shared by both protocols): resolve the name (app or variant), let the
 app's selector pick the variant (serving.router.RouterCore), then send the batch to a VM
@@ -28,15 +28,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 
-from serving import grpc_v2, oip, security
-from serving.router import App, NoModel, RouterCore, UnknownName, _plain
+from serving import oip, security
+from serving.router import VERSION, App, NoModel, RequestFailure, RouterCore, UnknownName, _plain
 from serving.router_control import HEAD, ControlSideDoor
+from serving.router_grpc import GrpcV2Methods
 from serving.runtimes import spec_of
 from serving.settings import ServingConfig
 from serving.telemetry import IntervalStats
 
 log = logging.getLogger("hybridserve.router")
-VERSION = "0.1.0"
 
 app = FastAPI(title="hybridserve", version=VERSION,
               description="Open Inference Protocol (KServe v2 REST) plus hybridserve's feedback and status")
@@ -55,29 +55,13 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-class _Failure(Exception):
-    """An infer that ends in an HTTP error status (mapped to a gRPC code for gRPC)."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
 class _BackendError(Exception):
     pass
 
 
-def _grpc_auth_codes() -> dict:
-    import grpc
-    return {401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_DENIED}
-
-
-_GRPC_AUTH = _grpc_auth_codes()
-
-
 @serve.deployment
 @serve.ingress(app)
-class Router(ControlSideDoor):
+class Router(ControlSideDoor, GrpcV2Methods):
     def __init__(self, apps: list[dict], accuracy: dict[str, float], settings: dict, handles: dict):
         from controller.config import FunctionPlatformConfig
         from procurement.providers.local import LocalFunctionProvider
@@ -150,14 +134,14 @@ class Router(ControlSideDoor):
                               registry=self.metrics.registry)
 
     def _check_key(self, name: str, headers, endpoint: str) -> None:
-        """Raise _Failure(401/403) when `name` is a protected app or variant without its key."""
+        """Raise RequestFailure(401/403) when `name` is a protected app or variant without its key."""
         if not self.api_keys.protected(name):
             return
         try:
             self.api_keys.check(name, security.api_key_of(headers))
         except security.Denied as e:
             self.denied.labels(endpoint, str(e.status)).inc()
-            raise _Failure(e.status, str(e)) from None
+            raise RequestFailure(e.status, str(e)) from None
 
     def _reaper(self) -> None:
         while not self._stop.wait(5.0):
@@ -212,7 +196,7 @@ class Router(ControlSideDoor):
             return self._metadata(name)
         except UnknownName as e:
             return _error(404, str(e))
-        except _Failure as e:
+        except RequestFailure as e:
             return _error(e.status, str(e))
 
     @app.get("/v2/models/{name}/ready")
@@ -223,7 +207,7 @@ class Router(ControlSideDoor):
             a, variant = self.core.resolve(name)
         except UnknownName as e:
             return _error(404, str(e))
-        except _Failure as e:
+        except RequestFailure as e:
             return _error(e.status, str(e))
         if self._standing_loaded([variant] if variant else a.variants):
             return oip.health(ready=True)
@@ -239,19 +223,19 @@ class Router(ControlSideDoor):
             self._check_key(name, request.headers, "infer")
             declared = request.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
-                raise _Failure(413, f"body: {int(declared)} bytes exceed the limit of {limit}")
+                raise RequestFailure(413, f"body: {int(declared)} bytes exceed the limit of {limit}")
             # Read in chunks and stop at the limit: a chunked body without Content-Length must
             # not be buffered whole before it is refused.
             chunks, size = [], 0
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
-                    raise _Failure(413, f"body: more than the limit of {limit} bytes")
+                    raise RequestFailure(413, f"body: more than the limit of {limit} bytes")
                 chunks.append(chunk)
             body = b"".join(chunks)
             resp = await self._infer(name, t0, lambda: oip.parse_infer_request(
                 body, request.headers.get(oip.HEADER_LENGTH), output_names=oip.CLASSIFICATION_OUTPUTS))
-        except _Failure as e:
+        except RequestFailure as e:
             if e.status != 503:
                 self.metrics.requests.labels(name if name in self.core.apps else "", "", "none", "client_error").inc()
             return _error(e.status, str(e))
@@ -259,7 +243,7 @@ class Router(ControlSideDoor):
         return Response(content=out, headers=headers, media_type=headers.get("Content-Type"))
 
     async def _infer(self, name: str, t0: float, parse) -> oip.InferResponse:
-        """Resolve, parse (`parse()` -> oip.InferRequest), choose, run, record; raises _Failure."""
+        """Resolve, parse (`parse()` -> oip.InferRequest), choose, run, record; raises RequestFailure."""
         app_label, variant, backend, a = "", None, "none", None
         now_s = time.time()
         try:
@@ -273,15 +257,15 @@ class Router(ControlSideDoor):
             self.telemetry.arrival(now_s, app_label, variant)
             probs, backend, cold, target, fn_usd, retried = await self._run(variant, batch, slo_ms, t0)
         except oip.InvalidInput as e:
-            raise _Failure(400, str(e)) from None
+            raise RequestFailure(400, str(e)) from None
         except UnknownName as e:
-            raise _Failure(404, str(e)) from None
+            raise RequestFailure(404, str(e)) from None
         except NoModel as e:
-            raise _Failure(422, str(e)) from None
+            raise RequestFailure(422, str(e)) from None
         except _BackendError as e:
             self.telemetry.outcome(variant, "dropped", None, False)
             self.metrics.requests.labels(app_label, variant or "", backend, "server_error").inc()
-            raise _Failure(503, str(e)) from None
+            raise RequestFailure(503, str(e)) from None
         latency_ms = (time.perf_counter() - t0) * 1000.0
         request_id = req.id or f"{self._id_prefix}{next(self._ids):x}"
         req.id = request_id
@@ -306,7 +290,7 @@ class Router(ControlSideDoor):
         try:
             return oip.classification_response(req, name, probs, labels_of(variant), parameters=params)
         except oip.InvalidInput as e:
-            raise _Failure(400, str(e)) from None
+            raise RequestFailure(400, str(e)) from None
 
     def _choose(self, a: App, req) -> str:
         variant = self.core.choose(a, req.min_accuracy)
@@ -419,54 +403,6 @@ class Router(ControlSideDoor):
         st = self.functions.stats().get(variant, {})
         self.metrics.function_instances.labels(variant).set(st.get("instances", 0))
 
-    # --- Open Inference Protocol over gRPC (Serve routes each RPC to the method of its name) ------
-    def ServerLive(self, request):
-        return grpc_v2.pb.ServerLiveResponse(live=True)
-
-    def ServerReady(self, request):
-        return grpc_v2.pb.ServerReadyResponse(ready=self._standing_loaded(self.core.variants))
-
-    def ModelReady(self, request, grpc_context):
-        try:
-            a, variant = self.core.resolve(request.name)
-        except UnknownName as e:
-            grpc_v2.fail(grpc_context, 404, str(e))
-            return grpc_v2.pb.ModelReadyResponse(ready=False)
-        return grpc_v2.pb.ModelReadyResponse(ready=self._standing_loaded([variant] if variant else a.variants))
-
-    def ServerMetadata(self, request):
-        return grpc_v2.server_metadata(oip.server_metadata("hybridserve", VERSION))
-
-    def ModelMetadata(self, request, grpc_context):
-        try:
-            return grpc_v2.model_metadata(self._metadata(request.name))
-        except UnknownName as e:
-            grpc_v2.fail(grpc_context, 404, str(e))
-            return grpc_v2.pb.ModelMetadataResponse()
-
-    async def ModelInfer(self, request, grpc_context):
-        t0 = time.perf_counter()
-        size = request.ByteSize()
-        limit = int(self.settings.max_body_mb * 1024 * 1024)
-        try:
-            if size > limit:
-                raise _Failure(413, f"body: {size} bytes exceed the limit of {limit}")
-            if self.api_keys.protected(request.model_name):
-                meta = {k.lower(): v for k, v in grpc_context.invocation_metadata() if isinstance(v, str)}
-                self._check_key(request.model_name, meta, "grpc_infer")
-            resp = await self._infer(request.model_name, t0, lambda: grpc_v2.to_infer_request(request))
-        except _Failure as e:
-            if e.status != 503:
-                app_label = request.model_name if request.model_name in self.core.apps else ""
-                self.metrics.requests.labels(app_label, "", "none", "client_error").inc()
-            if e.status in _GRPC_AUTH:
-                grpc_context.set_code(_GRPC_AUTH[e.status])
-                grpc_context.set_details(str(e))
-            else:
-                grpc_v2.fail(grpc_context, e.status, str(e))
-            return grpc_v2.pb.ModelInferResponse()
-        return grpc_v2.from_infer_response(resp)
-
     # --- hybridserve's own endpoints -----------------------------------------------------------
     @app.post("/feedback")
     async def feedback(self, request: Request):
@@ -499,7 +435,7 @@ class Router(ControlSideDoor):
                                   f"already labelled or older than {self.settings.feedback_window_s:g} s)"}
         try:
             self._check_key(pending.app, headers, "feedback")
-        except _Failure as e:
+        except RequestFailure as e:
             return e.status, {"error": str(e)}
         labels = labels_of(pending.variant)
         if isinstance(label, str):
