@@ -12,6 +12,8 @@ from controller.config import FunctionPlatformConfig
 from controller.ledger import function_charge_usd
 from procurement.providers.base import InvokeResult
 from serving.function_batcher import BatchConfig
+from router_harness import build_router
+
 from serving.router_app import Router
 
 VARIANT = "digits-small"
@@ -49,13 +51,9 @@ class FakeFunctions:
 
 
 def make_router(batching: dict | None = None) -> Router:
-    cls = Router.func_or_class
-    router = cls.__new__(cls)
     settings = {"functions": {"enabled": True, "batching": batching or {}}, "control": {"prewarm_functions": False}}
-    init = cls.__init__(router, [{"name": "digits", "slo_ms": 10_000, "min_accuracy": 0.5, "variants": [VARIANT]}],
-                        {VARIANT: 0.9}, settings, {VARIANT: None})
-    if asyncio.iscoroutine(init):  # serve.ingress makes __init__ a coroutine
-        asyncio.run(init)
+    router = build_router([{"name": "digits", "slo_ms": 10_000, "min_accuracy": 0.5, "variants": [VARIANT]}],
+                          {VARIANT: 0.9}, settings, {VARIANT: None})
     router._stop.set()  # no reaper for the real local provider we replace
     router.functions = FakeFunctions()
     router._init_function_batcher()  # again, over the fake provider

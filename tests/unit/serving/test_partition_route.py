@@ -6,37 +6,21 @@ processes, behind `slow`), falls back to a VM target when the chain fails, and s
 variant whole again when a later plan drops the partitions. Nothing is left in the store."""
 import asyncio
 import dataclasses
-import inspect
 import math
 import os
 import time
 
 import numpy as np
 import pytest
+from router_harness import FakeVmHandle, build_router, close_router
 
 from controller.core import SetFunctionConfig
 from procurement.partition_planner import MB, PartitionEstimate, PartitionPlan
 from serving.partition.weights import partition_weights_path
 from serving.partition_route import is_partition_function, plan_from_dict
-from serving.router_app import Router
 
 VARIANT = "squeezenet"
 BOUNDS = ((0, 2, 1769), (2, 10, 1769))
-
-
-class FakeVmHandle:
-    """A VM target's DeploymentHandle: `infer.remote(batch)` -> awaitable (probs, batch ms, cold)."""
-
-    def __init__(self):
-        self.calls = 0
-        self.infer = self
-
-    def remote(self, batch):
-        self.calls += 1
-
-        async def run():
-            return np.full((len(batch), 1000), 0.001, np.float32), 1.0, False
-        return run()
 
 
 def plan_of(bounds=BOUNDS) -> PartitionPlan:
@@ -52,20 +36,13 @@ def record(plan: PartitionPlan | None, memory_mb: int = 1769, warm_pool: int = 0
 @pytest.fixture
 def router(tmp_path, monkeypatch):
     monkeypatch.setenv("HYBRIDSERVE_CACHE", str(tmp_path / "cache"))  # weights and store dirs
-    cls = Router.func_or_class
-    r = cls.__new__(cls)
     settings = {"functions": {"enabled": True, "concurrency_limit": 4, "keep_alive_s": 600},
                 "control": {"prewarm_functions": False}, "head_in_process": False}
-    init = cls.__init__(r, [{"name": "images", "slo_ms": 120_000, "min_accuracy": 0.1, "variants": [VARIANT]}],
-                        {VARIANT: 0.6}, settings, {VARIANT: FakeVmHandle()})
-    if asyncio.iscoroutine(init):  # serve.ingress makes __init__ a coroutine
-        asyncio.run(init)
+    r = build_router([{"name": "images", "slo_ms": 120_000, "min_accuracy": 0.1, "variants": [VARIANT]}],
+                     {VARIANT: 0.6}, settings, {VARIANT: FakeVmHandle()})
     r.core.route_budget_ms[VARIANT] = -1.0  # every request spills (the VM queue is "too long")
     yield r
-    # Router.__del__ (what Serve calls at shutdown), without serve.ingress's async wrapper.
-    own = next(c.__dict__["__del__"] for c in type(r).__mro__
-               if "__del__" in c.__dict__ and not inspect.iscoroutinefunction(c.__dict__["__del__"]))
-    own(r)
+    close_router(r)
 
 
 def run(router, batch):

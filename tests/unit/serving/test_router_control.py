@@ -3,20 +3,18 @@ partition routes: prewarm of many variants at once finishes (no nested waits in 
 chain being prepared keeps the whole function cold and its memory, a chain whose provider raises
 is a failed outcome, and one rule decides whether spilling helps. The real Router class (no
 Ray) with an in-memory function provider implementing the provider protocol."""
-import asyncio
 import dataclasses
-import inspect
 import threading
 import time
 
 import numpy as np
 import pytest
+from router_harness import FakeVmHandle, build_router, close_router
 
 from controller.core import SetFunctionConfig
 from procurement.partition_planner import PartitionEstimate, PartitionPlan
 from procurement.providers.base import InvokeResult
 from serving.partition_route import PartitionRoutes, spill_helps
-from serving.router_app import Router
 
 VARIANTS = ["squeezenet", "mobilenet", "resnet18", "resnet50", "inception", "vgg16"]
 
@@ -58,33 +56,17 @@ class FakeFunctions:
         pass
 
 
-class FakeVmHandle:
-    def __init__(self):
-        self.infer = self
-
-    def remote(self, batch):
-        async def run():
-            return np.full((len(batch), 1000), 0.001, np.float32), 1.0, False
-        return run()
-
-
 @pytest.fixture
 def router(tmp_path, monkeypatch):
     monkeypatch.setenv("HYBRIDSERVE_CACHE", str(tmp_path / "cache"))
-    cls = Router.func_or_class
-    r = cls.__new__(cls)
     settings = {"functions": {"enabled": True, "concurrency_limit": 4, "keep_alive_s": 600},
                 "control": {"prewarm_functions": False}, "head_in_process": False}
-    init = cls.__init__(r, [{"name": "images", "slo_ms": 120_000, "min_accuracy": 0.1, "variants": VARIANTS}],
-                        {v: 0.6 for v in VARIANTS}, settings, {v: FakeVmHandle() for v in VARIANTS})
-    if asyncio.iscoroutine(init):
-        asyncio.run(init)
+    r = build_router([{"name": "images", "slo_ms": 120_000, "min_accuracy": 0.1, "variants": VARIANTS}],
+                     {v: 0.6 for v in VARIANTS}, settings, {v: FakeVmHandle() for v in VARIANTS})
     real = r.functions
     yield r
     r.functions = real
-    own = next(c.__dict__["__del__"] for c in type(r).__mro__
-               if "__del__" in c.__dict__ and not inspect.iscoroutinefunction(c.__dict__["__del__"]))
-    own(r)
+    close_router(r)
 
 
 def wait_until(cond, timeout_s=10.0) -> bool:

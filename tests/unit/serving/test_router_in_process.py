@@ -5,44 +5,14 @@ import time
 
 import numpy as np
 
-from serving.router_app import Router
+from router_harness import FakeVmHandle, build_router, close_router
 
 VARIANT = "digits-small"
 
 
-class FakeVmHandle:
-    """A procured VM's DeploymentHandle: `infer.remote(batch)` -> awaitable (probs, batch ms, cold)."""
-
-    def __init__(self):
-        self.calls = 0
-        self.infer = self
-
-    def remote(self, batch):
-        self.calls += 1
-
-        async def run():
-            return np.full((len(batch), 10), 0.1, np.float32), 1.0, False
-        return run()
-
-
-def make_router() -> Router:
-    cls = Router.func_or_class
-    router = cls.__new__(cls)
-    init = cls.__init__(router, [{"name": "digits", "slo_ms": 200, "min_accuracy": 0.5, "variants": [VARIANT]}],
+def make_router():
+    return build_router([{"name": "digits", "slo_ms": 200, "min_accuracy": 0.5, "variants": [VARIANT]}],
                         {VARIANT: 0.9}, {"functions": {"enabled": False}}, {})
-    if asyncio.iscoroutine(init):  # serve.ingress makes __init__ a coroutine
-        asyncio.run(init)
-    return router
-
-
-def close(router: Router) -> None:
-    """Our Router.__del__ (what Serve calls at shutdown), without serve.ingress's async wrapper
-    around it, which waits for an ASGI lifespan that only runs inside Serve."""
-    import inspect
-
-    own = next(c.__dict__["__del__"] for c in type(router).__mro__
-               if "__del__" in c.__dict__ and not inspect.iscoroutinefunction(c.__dict__["__del__"]))
-    own(router)
 
 
 def test_the_head_target_runs_in_the_router_and_batches_concurrent_requests():
@@ -62,19 +32,19 @@ def test_the_head_target_runs_in_the_router_and_batches_concurrent_requests():
         assert probs.shape == (1, 10) and abs(float(probs.sum()) - 1.0) < 1e-4
     assert local._batcher.batches < 4  # the four callers shared batches
     assert router.core.inflight_vm[VARIANT] == 0 and router.core.batch_ms[VARIANT] is not None
-    close(router)
+    close_router(router)
 
 
 def test_vm_targets_stay_on_handles_and_the_least_loaded_target_wins_head_first_on_ties():
     router = make_router()
-    vm = FakeVmHandle()
+    vm = FakeVmHandle(classes=10)
     router.targets[VARIANT]["vm-localvm-1"] = (vm, 1)
     assert router._pick_target(VARIANT)[0] == "head"  # a tie: the head first
     router.target_inflight[(VARIANT, "head")] = 2
     batch = np.zeros((2, 1, 8, 8), np.float32)
     probs, backend, _, target, _, _ = asyncio.run(router._run(VARIANT, batch, 200.0, time.perf_counter()))
     assert (backend, target, vm.calls) == ("vm", "vm-localvm-1", 1) and probs.shape == (2, 10)
-    close(router)
+    close_router(router)
 
 
 def test_not_ready_until_the_standing_head_models_are_loaded():
@@ -94,4 +64,4 @@ def test_not_ready_until_the_standing_head_models_are_loaded():
     finally:
         local._model = model
     assert router.ServerReady(None).ready is True
-    close(router)
+    close_router(router)

@@ -7,6 +7,8 @@ import time
 import numpy as np
 import pytest
 
+from router_harness import build_router
+
 from serving.router_app import Router, _BackendError
 
 VARIANT = "digits-small"
@@ -32,13 +34,9 @@ class FakeHandle:
 
 
 def make_router(targets: dict) -> Router:
-    cls = Router.func_or_class
-    router = cls.__new__(cls)
-    init = cls.__init__(router, [{"name": "digits", "slo_ms": 200, "min_accuracy": 0.5, "variants": [VARIANT]}],
-                        {VARIANT: 0.9}, {"functions": {"enabled": False}, "head_in_process": False},
-                        {VARIANT: targets.pop("head")})
-    if asyncio.iscoroutine(init):  # serve.ingress makes __init__ a coroutine
-        asyncio.run(init)
+    router = build_router([{"name": "digits", "slo_ms": 200, "min_accuracy": 0.5, "variants": [VARIANT]}],
+                          {VARIANT: 0.9}, {"functions": {"enabled": False}, "head_in_process": False},
+                          {VARIANT: targets.pop("head")})
     for key, handle in targets.items():
         router.targets[VARIANT][key] = (handle, 1)
     return router
