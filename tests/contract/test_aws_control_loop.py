@@ -11,42 +11,8 @@ from serving.control_loop import ControlLoop
 from serving.live_catalog import build_live_catalog
 from serving.router import App
 from serving.settings import serving_config
-from serving.telemetry import IntervalStats
 
-MODELS = ["digits-large", "digits-medium", "digits-small"]
-
-
-class _Call:
-    def __init__(self, fn):
-        self.fn = fn
-
-    def remote(self, *args):
-        value = self.fn(*args)
-
-        class Done:
-            def result(self, timeout_s=None):
-                return value
-        return Done()
-
-
-class FakeRouter:
-    """The router's two control methods over a real IntervalStats fed `rate_per_s` requests."""
-
-    def __init__(self, rate_per_s: int):
-        self.rate_per_s = rate_per_s
-        self.t = IntervalStats(["digits"], MODELS, 0.0)
-        self.updates = []
-        self.collect = _Call(self._collect)
-        self.apply_control = _Call(self.updates.append)
-
-    def _collect(self, now_s):
-        for sec in range(int(self.t.start_s), int(now_s)):
-            for _ in range(self.rate_per_s):
-                self.t.arrival(sec + 0.5, "digits", "digits-small")
-                self.t.outcome("digits-small", "vm", 5.0, True)
-        d = self.t.take(now_s)
-        d.update(classes=["digits"], models=MODELS, backlog={m: 0 for m in MODELS}, functions={})
-        return d
+from control_loop_fakes import MODELS, FakeRouter
 
 
 @pytest.fixture
