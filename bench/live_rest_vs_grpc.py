@@ -100,7 +100,7 @@ def main() -> int:
         lines.append(f"| {label} | {nbytes:,} | {a['p50']:.1f} | {a['p99']:.1f} | {a['rps']:.1f} | "
                      f"{b['p50']:.1f} | {b['p99']:.1f} | {b['rps']:.1f} |")
     body = "\n".join([
-        f"Model `{MODEL}` (one replica on the Ray head, `@serve.batch` 16), FP32 tensors of N×1×8×8; the same "
+        f"Model `{MODEL}` (on the Ray head, run inside the router process: `serving.head_in_process`, batches of up to 16), FP32 tensors of N×1×8×8; the same "
         "stock clients an app uses (tritonclient.http with the binary tensor extension, tritonclient.grpc). "
         f"Latency: {args.requests} sequential requests per size (a third of that from 1 MB); throughput: "
         f"4 client threads for {args.seconds:g} s. Both go through Ray Serve's proxies (HTTP: uvicorn + the "
