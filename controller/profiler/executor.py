@@ -29,7 +29,7 @@ from controller.profiler.worker import MARKER
 CELLS_FILE = "profile_cells.csv"
 CELL_COLUMNS = ["model", "runtime", "cpu_share", "memory_mb", "batch_size", "repeats", "p50_ms", "p95_ms",
                 "p99_ms", "mean_ms", "p50_cpu_ms", "throughput_per_s", "cold_start_ms", "process_start_ms", "import_ms",
-                "load_ms", "first_call_ms", "rss_delta_mb", "peak_rss_mb", "method", "host", "measured_at"]
+                "load_ms", "first_call_ms", "rss_delta_mb", "peak_rss_mb", "method", "host", "load_avg_1m", "measured_at"]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -278,4 +278,7 @@ def _row(model, runtime, share, ev, loaded, repeats, method, host) -> dict:
             # interpreter: the memory a function of this model needs beyond Python itself.
             "rss_delta_mb": float(ev["rss_mb"]) - float(loaded.get("rss_start_mb", 0.0)),
             "peak_rss_mb": float(ev["peak_rss_mb"]), "method": method, "host": host,
+            # The machine's 1-minute load average as the cell ends: a cell taken beside other
+            # work reads slower than the hardware is, and this says so.
+            "load_avg_1m": os.getloadavg()[0],
             "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
