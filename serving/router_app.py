@@ -62,9 +62,9 @@ class _BackendError(Exception):
 @serve.deployment
 @serve.ingress(app)
 class Router(ControlSideDoor, GrpcV2Methods):
-    def __init__(self, apps: list[dict], accuracy: dict[str, float], settings: dict, handles: dict):
+    def __init__(self, apps: list[dict], accuracy: dict[str, float], settings: dict, handles: dict,
+                 provider: dict | None = None):
         from controller.config import FunctionPlatformConfig
-        from procurement.providers.local import LocalFunctionProvider
         from serving.metrics import RouterMetrics
 
         self.settings = ServingConfig.model_validate(settings)
@@ -93,14 +93,14 @@ class Router(ControlSideDoor, GrpcV2Methods):
         self.fn_pricing = FunctionPlatformConfig()  # replaced by the daemon's config on the first update
         f = self.settings.functions
         from serving.partition_route import worker_env  # partition functions' store and weights dirs
-        self.functions = LocalFunctionProvider(keep_alive_s=f.keep_alive_s, concurrency_limit=f.concurrency_limit,
-                                               worker_env=worker_env())
+        from serving.function_fleet import build_function_provider  # local workers, or Lambda on aws
+        self.functions = build_function_provider(provider, f, worker_env=worker_env())
         self.fn_memory = {v: f.memory_mb for v in self.core.variants}
         self.fn_warm_pool = {v: 0 for v in self.core.variants}
         self._fn_prev: dict[str, dict] = {}
         for v in self.core.variants:
             self.functions.deploy(v, f.memory_mb)
-            self.metrics.function_memory_mb.labels(v).set(f.memory_mb)
+            self.metrics.set_function_memory_mb(v, f.memory_mb)
         self._init_function_batcher()  # serving.router_control: batch queues in front of the functions
         self._prewarming: set[str] = set()
         self._init_security_and_faults()
@@ -282,7 +282,7 @@ class Router(ControlSideDoor, GrpcV2Methods):
         m = self.metrics
         served = m.served(app_label, variant, backend)
         served.requests_ok.inc()
-        served.latency_ms.observe(latency_ms)
+        served.latency_s.observe(latency_ms / 1000.0)
         if not met:
             served.slo_violations.inc()
         if cold and backend == "function":
@@ -512,7 +512,7 @@ class Router(ControlSideDoor, GrpcV2Methods):
                 continue
             self.fn_memory_pinned[v] = self.fn_memory[v] = mb
             self.functions.deploy(v, mb, warm_pool=self.fn_warm_pool.get(v, 0))
-            self.metrics.function_memory_mb.labels(v).set(mb)
+            self.metrics.set_function_memory_mb(v, mb)
             applied[f"policy.function_memory_mb.{v}"] = mb
         if patch.policy.baseline_function_memory_mb is not None:
             ignored["policy.baseline_function_memory_mb"] = ("read by the baseline policies at start; the live "

@@ -117,7 +117,7 @@ class ControlSideDoor:
                 # `memory_changed` compares when the variant is whole again).
                 self.functions.deploy(v, self.fn_memory[v], warm_pool=0)
                 self.fn_warm_pool[v] = 0
-                self.metrics.function_memory_mb.labels(v).set(int(records[0]["memory_mb"]))
+                self.metrics.set_function_memory_mb(v, int(records[0]["memory_mb"]))
                 self.metrics.function_warm_pool.labels(v).set(warm_pool)
                 continue
             old_mb = self.fn_memory[v]
@@ -128,7 +128,7 @@ class ControlSideDoor:
             self.functions.deploy(v, self.fn_memory[v], warm_pool=self.fn_warm_pool[v],
                                   batch_size=max(c.batch_size for c in configs))
             self.fn_batcher.configure(v, configs, memory_changed=self.fn_memory[v] != old_mb)
-            self.metrics.function_memory_mb.labels(v).set(self.fn_memory[v])
+            self.metrics.set_function_memory_mb(v, self.fn_memory[v])
             self.metrics.function_warm_pool.labels(v).set(self.fn_warm_pool[v])
         if self.settings.control.prewarm_functions:
             self._prewarm()
@@ -139,7 +139,7 @@ class ControlSideDoor:
             self.metrics.vm_cost_per_request_usd.labels(v).set(float(usd))
         for v, budget in update.get("routes", {}).items():
             if budget is not None:
-                self.metrics.route_budget_ms.labels(v).set(budget)
+                self.metrics.set_route_budget_ms(v, budget)
         if "status" in update:
             self.control_status = update["status"]
             self.metrics.set_control(self.control_status)

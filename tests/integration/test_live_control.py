@@ -39,7 +39,7 @@ def test_loop_ticks_and_exports_its_state(live):
     assert c["cost_usd"]["vm"] > 0 and os.path.isdir(c["catalog_dir"])
     status, _, body = live.request("GET", "/metrics")
     for name in (b"hybridserve_control_ticks", b"hybridserve_control_tick_seconds", b"hybridserve_cost_usd",
-                 b"hybridserve_forecast_per_s", b"hybridserve_control_last_good_tick_timestamp_seconds"):
+                 b"hybridserve_forecast_requests_per_second", b"hybridserve_control_last_good_tick_timestamp_seconds"):
         assert name in body
 
 
