@@ -129,7 +129,9 @@ def start(cfg: Config, settings: ServingConfig, out=sys.stdout, on_ray_started=N
         grpc = gRPCOptions(port=settings.grpc_port, grpc_servicer_functions=[SERVICER_FUNCTION])
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port}, grpc_options=grpc,
                 proxy_location="HeadOnly", logging_config={"log_level": "WARNING"})
-    serve.run(build_app(apps, accuracy, settings), name=APP_NAME, route_prefix="/")
+    # The config's provider picks the router's function backend too (local workers or Lambda).
+    serve.run(build_app(apps, accuracy, settings, provider=dict(cfg.provider) or None), name=APP_NAME,
+              route_prefix="/")
     url = f"http://{settings.http_host}:{settings.http_port}"
     if catalog is not None:
         from serving.control_loop import ControlLoop

@@ -88,13 +88,14 @@ def vm_app(variant: str, vm_id: str, replicas: int, settings: ServingConfig):
     ).bind(variant, opts.runtime, opts.max_batch_size, opts.batch_wait_timeout_s, False)
 
 
-def build_app(apps: list[App], accuracy: dict[str, float], settings: ServingConfig):
+def build_app(apps: list[App], accuracy: dict[str, float], settings: ServingConfig, provider: dict | None = None):
     """The Serve application: the router, bound to one ModelServer deployment per variant unless
-    the router runs the head's models itself (`head_in_process`, serving.local_models)."""
+    the router runs the head's models itself (`head_in_process`, serving.local_models). `provider`
+    (the config's `provider:` section) picks the router's function backend (serving.function_fleet)."""
     variants = sorted({v for a in apps for v in a.variants})
     handles = {} if settings.head_in_process else {v: model_deployment(v, settings) for v in variants}
     return Router.options(name="router", max_ongoing_requests=settings.router_max_ongoing_requests,
                           logging_config=_NO_ACCESS_LOG,
                           ray_actor_options={"num_cpus": 0}).bind(
         [dict(name=a.name, slo_ms=a.slo_ms, min_accuracy=a.min_accuracy, variants=list(a.variants)) for a in apps],
-        accuracy, settings.model_dump(), handles)
+        accuracy, settings.model_dump(), handles, provider)
