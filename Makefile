@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run simulate test test-all bench clean
+.PHONY: run simulate test test-all bench clean lambda-weights
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
+
+# The Lambda image's weights folder (Dockerfile.lambda's default WEIGHTS_DIR; empty is fine):
+# `make lambda-weights WEIGHTS=/path/to/params` also copies the <variant>.params files there.
+LAMBDA_WEIGHTS_DIR ?= out/lambda-weights
+lambda-weights:
+	mkdir -p $(LAMBDA_WEIGHTS_DIR)
+	$(if $(WEIGHTS),cp $(WEIGHTS)/*.params $(LAMBDA_WEIGHTS_DIR)/)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
