@@ -90,6 +90,10 @@ class VmView:
     state: str  # "booting" | "ready"
     launched_s: float
     spot: bool = False
+    # The fraction of this VM's capacity that serves `model`: 1 for a procured VM; below 1 for a
+    # standing VM shared by several variants (the live head, controller/sim/standing.py), so
+    # its capacity is counted once across them.
+    share: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,9 @@ class QueryClass:
     min_accuracy: float
     share: float
     model: str | None = None  # fixed model for baselines
+    # The variants the selector may pick for this class (None: every catalog model meeting the
+    # floor); the live router's apps name theirs, so one app's class never picks another's.
+    variants: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

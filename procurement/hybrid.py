@@ -24,7 +24,7 @@ Each tick (pure: `now_s`, state and an RNG in, a Plan out):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -85,8 +85,7 @@ class Hybrid:
         self._partition_memo: dict = {}
         # The selector chooses among every variant meeting the floor (an app's fixed `model` is
         # for the baselines only), or, for comparison, always the most accurate or the fastest.
-        classes = tuple(QueryClass(c.name, c.slo_ms, c.min_accuracy, c.share, self._fixed_choice(c))
-                        for c in ctx.classes)
+        classes = tuple(replace(c, model=self._fixed_choice(c)) for c in ctx.classes)
         algo = "constrained" if self.selector_name in FIXED_SELECTORS else self.selector_name
         self._selector = make_selector(algo, classes, ctx.catalog, extra.get("selector_params"))
         self.tuner = FunctionTuner(ctx.catalog, ctx.config.functions, TunerSettings(strategy="cost"))
@@ -226,6 +225,17 @@ class Hybrid:
         # exploration, a rarely chosen variant) stays on functions.
         demand = {names[j]: float(upper[j]) for j in slo
                   if upper[j] > 0 and self._vm_pays(names[j], slo[j], float(mean[j]))}
+        # A VM shared by several variants (the live head: VmView.share < 1) is not one VM per
+        # variant: it covers its share of each variant's demand and is left out of the mix.
+        vms, shared = self._split_shared(obs.vms)
+        head_service = {}
+        for v in shared:
+            opt = self._shared_option(v, slo_ms.get(v.model, self._arm_slo_ms.get(cat.model_index[v.model])))
+            if opt is None:
+                continue
+            head_service[v.model] = (opt.latency_ms, opt.batch_size)
+            if v.model in demand:
+                demand[v.model] = max(0.0, demand[v.model] - v.share * opt.capacity_per_s * self.p.target_utilization)
 
         # 4. VMs. Re-solve only when the demand moved: quantised to 5 % steps, equal keys give
         # equal plans, which keeps ticks cheap on a steady load.
@@ -235,11 +245,11 @@ class Hybrid:
                                          target_utilization=self.p.target_utilization,
                                          allow_spot=self.ctx.config.vms.allow_spot,
                                          max_instances=self.ctx.config.vms.max_instances,
-                                         incumbent=incumbent_counts(obs.vms), launch_penalty_usd_per_h=0.005,
+                                         incumbent=incumbent_counts(vms), launch_penalty_usd_per_h=0.005,
                                          option_cache=self._option_cache)
             state.last_plan_key = key
         mix = state.last_mix
-        rec, state.reconcile = reconcile(obs.vms, mix, obs.now_s, state.reconcile,
+        rec, state.reconcile = reconcile(vms, mix, obs.now_s, state.reconcile,
                                          scale_down_delay_s=self.p.scale_down_delay_s,
                                          billing_minimum_s=self.ctx.config.vms.billing_minimum_s,
                                          request_prefix="hybrid")
@@ -264,7 +274,7 @@ class Hybrid:
             _, part = self._function_option(m, slo_ms[m])
             if part is not None:
                 functions += self._partitioned_function(state, m, part, fv, burst, in_use)
-                routes.append(self._spill_route(mix, m, slo_ms[m]))
+                routes.append(self._spill_route(mix, m, slo_ms[m], head_service.get(m)))
                 continue
             if not single_fits:  # no function holds the model under the memory cap: VMs only
                 routes.append(Route(m, self._vm_batch(mix, m), None, spill=False))
@@ -289,16 +299,33 @@ class Hybrid:
                 functions.append(SetFunctionConfig(m, choice.memory_mb, pool))
             state.partition_plans.pop(m, None)
             state.memory_mb[m] = choice.memory_mb
-            routes.append(self._spill_route(mix, m, slo_ms[m]))
+            routes.append(self._spill_route(mix, m, slo_ms[m], head_service.get(m)))
         nxt = obs.now_s + self.p.control_interval_s
         if rec.next_check_s is not None:
             nxt = min(nxt, max(obs.now_s + 1.0, rec.next_check_s))
         return Plan(rec.launches, rec.terminations, tuple(functions), tuple(routes), nxt), state
 
-    def _spill_route(self, mix, model: str, slo_ms: float) -> Route:
+    @staticmethod
+    def _split_shared(vms):
+        """(whole VMs, VMs shared by several variants) of an Observation's fleet."""
+        whole = tuple(v for v in vms if v.share >= 1.0)
+        return (vms, ()) if len(whole) == len(vms) else (whole, tuple(v for v in vms if v.share < 1.0))
+
+    def _shared_option(self, view, slo_ms):
+        """The SLO-feasible VM option of a shared VM's type for its variant (None: none fits)."""
+        from procurement.vm_planner import vm_options
+        opts = vm_options(view.model, slo_ms, self.ctx.catalog, [view.instance_type]) if slo_ms else []
+        return max(opts, key=lambda o: o.capacity_per_s) if opts else None
+
+    def _spill_route(self, mix, model: str, slo_ms: float, head: tuple | None = None) -> Route:
+        """`head`: (service ms, batch) of a shared VM serving the model too (None: none does)."""
         service = self._vm_service_ms(mix, model)
+        batch = self._vm_batch(mix, model)
+        if head is not None:  # the slower service of the two; the head's batch when it serves alone
+            service = head[0] if service is None else max(service, head[0])
+            batch = head[1] if not any(e.option.model == model and e.count > 0 for e in mix.entries) else batch
         budget = vm_wait_budget_ms(slo_ms, service) if service is not None else 0.0
-        return Route(model, self._vm_batch(mix, model), max(0.0, budget), spill=True)
+        return Route(model, batch, max(0.0, budget), spill=True)
 
     def _partitioned_function(self, state: HybridState, model: str, plan, fv, burst_per_s: float,
                               in_use: bool) -> tuple:

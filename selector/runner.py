@@ -57,7 +57,9 @@ class SelectorRunner:
                 arms = [catalog.model(cls.model)]
                 self._fixed.append(arms[0].index)
             else:
-                arms = [m for m in catalog.models if m.top1_accuracy >= cls.min_accuracy - 1e-12]
+                allowed = getattr(cls, "variants", None)
+                arms = [m for m in catalog.models if m.top1_accuracy >= cls.min_accuracy - 1e-12
+                        and (allowed is None or m.name in allowed)]
                 self._fixed.append(None)
                 if not arms:
                     best = max(catalog.models, key=lambda m: m.top1_accuracy)

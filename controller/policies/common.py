@@ -28,6 +28,8 @@ def fixed_models(ctx: PolicyContext) -> list[int]:
             continue
         best = None
         for m in ctx.catalog.models_meeting(c.min_accuracy):
+            if c.variants is not None and m.name not in c.variants:
+                continue  # another app's variant
             costs = [ctx.catalog.vm_cost_per_request_usd(m.name, t, c.slo_ms) for t in ctx.config.vms.instance_types]
             costs = [x[0] for x in costs if x]
             if costs and (best is None or min(costs) < best[0]):

@@ -166,12 +166,12 @@ class Simulation:
                 ready_usd_per_s[j] += usd_per_s
             else:
                 self._next_ready_s = min(self._next_ready_s, self.provider.ready_at(rec.vm_id))
-        for sv in self.standing:  # billed once, capacity for every model it serves
+        for sv in self.standing:  # billed once; its capacity split over its models (counted once)
             self._vm_usd_per_s += sv.price_usd_per_h / 3600
             for m in sv.models:
                 d = ready.setdefault(self.catalog.model_index[m], {})
-                d[sv.instance_type] = d.get(sv.instance_type, 0) + 1
-                ready_usd_per_s[self.catalog.model_index[m]] += sv.usd_per_s_per_model()
+                d[sv.instance_type] = d.get(sv.instance_type, 0) + sv.share_of(m)
+                ready_usd_per_s[self.catalog.model_index[m]] += sv.usd_per_s_per_model(m)
         for j, pool in enumerate(self.vm_pools):
             route = self.routes.get(j)
             pool.set_fleet(ready.get(j, {}), route.vm_batch_size if route else 1)
@@ -194,6 +194,9 @@ class Simulation:
             first = self.counts[:WARMUP_S].astype(np.float64)
             class_rows = np.round(np.outer(first, self.class_p)).astype(np.int64)
             model_rows = np.zeros((len(first), self.n_models), np.int64)
+        if self.standing and self._obs_model_rows:  # the head's split follows the interval's work
+            by_model = dict(zip(self.models, model_rows.sum(axis=0).tolist()))
+            self.standing = [sv.reshare(by_model) for sv in self.standing]
         vms = tuple(VmView(r.vm_id, r.request_id, r.instance_type, r.model, r.state, r.launched_s, r.spot)
                     for r in self.provider.list(now_s)) + tuple(v for sv in self.standing for v in sv.views())
         functions, stats, backlog = {}, {}, {}
