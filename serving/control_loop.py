@@ -50,6 +50,7 @@ from controller.core import (FunctionView, ModelStats, Observation, PolicyContex
 from controller.ledger import Ledger, vm_charge_usd
 from controller.sim.standing import is_standing, standing_vm
 from procurement.providers.guards import Guard
+from serving.control_router import PlanToRouter
 
 log = logging.getLogger("hybridserve.control")
 _RPC_TIMEOUT_S = 30.0
@@ -67,7 +68,7 @@ def policy_config(cfg, settings):
     return cfg.model_copy(update={"vms": vms, "policy": pol, "functions": fns})
 
 
-class ControlLoop:
+class ControlLoop(PlanToRouter):
     def __init__(self, cfg, settings, apps, catalog, router, vm_provider, clock=time.time, seed: int = 0,
                  release_on_exit: bool = True, joined_vm_ids=None):
         """release_on_exit: `stop()` terminates the fleet (else leaves it for the next start to
@@ -80,10 +81,16 @@ class ControlLoop:
         self.vms = vm_provider
         self.clock = clock
         self.models = tuple(catalog.model_names)
-        self.classes = tuple(QueryClass(a.name, a.slo_ms, a.min_accuracy, 1.0) for a in apps
-                             if any(v in catalog.model_index for v in a.variants))
+        # One class per app, choosing among the app's own variants only (another app's variant
+        # may meet its floor but cannot take its inputs).
+        self.classes = tuple(QueryClass(a.name, a.slo_ms, a.min_accuracy, 1.0,
+                                        variants=tuple(v for v in a.variants if v in catalog.model_index))
+                             for a in apps if any(v in catalog.model_index for v in a.variants))
         self.ctx = PolicyContext(self.cfg, catalog, self.classes)
-        self.policy = make_policy(self.ctl.policy, self.ctx, **self.ctl.policy_params)
+        params = dict(self.ctl.policy_params)
+        if self.ctl.policy == "hybrid":  # `serving.selector` names the policy's selector algorithm
+            params.setdefault("selector", settings.selector)
+        self.policy = make_policy(self.ctl.policy, self.ctx, **params)
         self.rng = np.random.default_rng(seed)
         self.state = self.policy.initial_state(self.ctx, self.rng)
         self.guard = Guard.from_config(self.cfg.vms)
@@ -115,6 +122,7 @@ class ControlLoop:
         self._late_join_warned: set[str] = set()
         self._fn_spend_usd_per_h = 0.0
         self._last_status: dict = {}
+        self._last_routes: tuple = ()  # the last plan's routes (the routing table is rebuilt on fleet changes)
         self.events: list[str] = []  # the last fleet events and errors, newest last (shown in /status)
         self._lock = threading.RLock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fleet")
@@ -123,7 +131,7 @@ class ControlLoop:
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        self._push({"function_pricing": self.cfg.functions.model_dump()})
+        self._push({"function_pricing": self.cfg.functions.model_dump(), "selector": self.selector_update()})
         self.adopt()
         self._thread = threading.Thread(target=self._run, name="control-loop", daemon=True)
         self._thread.start()
@@ -195,6 +203,7 @@ class ControlLoop:
         next_s = now_s + self.interval_s
         try:
             data = self.router.collect.remote(now_s).result(timeout_s=_RPC_TIMEOUT_S)
+            self._sync_selector(data.get("selector_state"))
             self._inject_vm_faults(data.get("vm_faults"))
             with self._lock:
                 records = self.vms.list(now_s)
@@ -249,6 +258,9 @@ class ControlLoop:
                 for j, m in enumerate(r_models):
                     if m in mi:
                         cm[ci[c], mi[m]] = cm_r[k, j]
+        # The head's capacity split over its variants by this interval's work (as the simulator).
+        by_model = dict(zip(self.models, arrivals.sum(axis=0).tolist()))
+        self.standing = [sv.reshare(by_model) for sv in self.standing]
         # A VM whose node has not joined serves nobody yet: to the policy it is still in flight.
         vms = tuple(VmView(r.vm_id, r.request_id, r.instance_type, r.model,
                            "booting" if r.vm_id in self._not_joined else r.state, r.launched_s, r.spot)
@@ -382,7 +394,7 @@ class ControlLoop:
             with self._lock:
                 self._vm_app[rec.vm_id] = (rec.model, app, replicas)
             self._event(f"{rec.vm_id} serves {rec.model} with {replicas} replica(s)")
-            self._push({"vm_apps": self._vm_apps()})
+            self._push({"vm_apps": self._vm_apps(), "routing": self._routing()})
         except Exception as e:
             self._count("vm_deploy")
             self._event(f"deploying on {rec.vm_id} failed: {e}", logging.WARNING)
@@ -420,7 +432,7 @@ class ControlLoop:
             entry = self._vm_app.get(vm_id)
             if entry is not None:
                 if drain:
-                    self._push({"vm_apps": self._vm_apps()})
+                    self._push({"vm_apps": self._vm_apps(), "routing": self._routing()})
                     time.sleep(self.ctl.drain_s)
                 try:
                     serve.delete(entry[1])
@@ -488,7 +500,7 @@ class ControlLoop:
         out = {}
         for m in self.models:
             usd_per_s = sum(self._price(r.instance_type, r.spot) / 3600.0 for r in records if r.model == m)
-            usd_per_s += sum(sv.usd_per_s_per_model() for sv in self.standing if m in sv.models)
+            usd_per_s += sum(sv.usd_per_s_per_model(m) for sv in self.standing if m in sv.models)
             served = data["stats"].get(m, {}).get("served_vm", 0)
             out[m] = usd_per_s * span_s / served if served else 0.0
         return out
@@ -527,11 +539,8 @@ class ControlLoop:
                                          for f in plan.functions}},
                   "tick": self.health()}
         self._last_status = status
-        # A route's VM budget counts only the procured VMs; a model served by the head's replicas
-        # alone keeps the router's own rule (spill past `spill_fraction` of the SLO).
-        serving = {model for model, _, _ in self._vm_app.values()}
-        return {"routes": {r.model: (r.max_vm_wait_ms if r.spill and r.model in serving else None)
-                           for r in plan.routes},
+        return {"routes": {r.model: (r.max_vm_wait_ms if r.spill else None) for r in plan.routes},
+                "routing": self._routing(plan.routes),
                 # Whole records: batching bands (INFless) and partition plans (AMPS-Inf) included.
                 "functions": [dataclasses.asdict(f) for f in plan.functions],
                 "vm_apps": self._vm_apps(), "vm_cost_per_request_usd": self._vm_cost_per_request(data, records),

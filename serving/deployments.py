@@ -36,13 +36,23 @@ class ModelServer:
 
         self.variant = variant
         self.model = load_model(variant, runtime=runtime)
-        self.infer.set_max_batch_size(max_batch_size)
-        self.infer.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self._batch_size = max_batch_size
+        self._infer_batch.set_max_batch_size(max_batch_size)
+        self._infer_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
         # A replica started on demand (scale from zero) makes its first batch a cold start.
         self._cold_pending = lazy
 
+    async def infer(self, batch: np.ndarray, batch_size: int | None = None) -> tuple[np.ndarray, float, bool]:
+        """One caller's N×C×H×W batch -> (probabilities, batch compute ms, cold start).
+        `batch_size`: the plan's (Route.vm_batch_size), applied before this request queues, so
+        every replica batches as planned from its next request on."""
+        if batch_size is not None and int(batch_size) >= 1 and int(batch_size) != self._batch_size:
+            self._batch_size = int(batch_size)
+            self._infer_batch.set_max_batch_size(self._batch_size)
+        return await self._infer_batch(batch)
+
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
-    async def infer(self, batches: list[np.ndarray]) -> list[tuple[np.ndarray, float, bool]]:
+    async def _infer_batch(self, batches: list[np.ndarray]) -> list[tuple[np.ndarray, float, bool]]:
         """Each caller sends an N_i×C×H×W batch; one forward pass runs them all.
 
         Returns per caller (probabilities N_i×classes, batch compute ms, cold start)."""

@@ -133,7 +133,14 @@ class LocalModel:
         self.last_used_s = time.monotonic()
         self._executor = ThreadPoolExecutor(max_workers=self.replicas, thread_name_prefix=f"model-{variant}")
         self._batcher = AsyncBatcher(self._forward, max_batch_size, batch_wait_s, max_concurrent=self.replicas)
-        self.infer = SimpleNamespace(remote=self._batcher.submit)  # the DeploymentHandle call shape
+        self.infer = SimpleNamespace(remote=self._submit)  # the DeploymentHandle call shape
+
+    def _submit(self, batch, batch_size: int | None = None):
+        """Queue one caller's batch; `batch_size` (the plan's, Route.vm_batch_size) becomes the
+        batcher's size first, as ModelServer.infer applies it on a VM."""
+        if batch_size is not None and int(batch_size) >= 1:
+            self._batcher.max_batch_size = int(batch_size)
+        return self._batcher.submit(batch)
 
     def _get(self):
         with self._lock:

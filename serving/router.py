@@ -5,13 +5,19 @@ VM or function, and what the selector learns from each outcome.
 request; this file holds the logic so it can be read (and tested) apart from the transport.
 
 - `resolve(name)`: an app (query class with SLO and accuracy floor) or a model variant.
-- `choose(app, slo_ms, min_accuracy)`: the app's selector picks a variant; a request floor
-  above the app's own filters the arms by their current accuracy estimate.
-- `should_spill(variant, slo_ms)`: the VM deployment's expected latency, from the requests in
-  flight there and the recent batch time, against `spill_fraction` of the SLO.
+- `choose(app, slo_ms, min_accuracy)`: the policy's selector (`install_selector`: the control
+  loop hands over `policy.selector()`, the object the simulator selects with, one class per
+  app) picks a variant; a request floor above the app's own filters the arms by their current
+  accuracy estimate. There is no other selector: before one is installed (or with the control
+  loop off) an app is served by its first variant.
+- `decide_backend(variant, slo_ms)`: with a planned route (serving.routing, the Plan's
+  routing table) the simulator's rule: VM while the expected wait at the variant's VM
+  targets fits the route's budget, else the function (spill on) or a drop (spill off); without
+  one, the expected VM latency against `spill_fraction` of the SLO.
+- `pick_target(variant)`: the VM target by the plan's capacity weights.
 - `finish(...)` / `feedback(...)` / `flush(now_s)`: each served request waits up to
   `feedback_window_s` for its true label, then the selector observes it once (with the label
-  or without).
+  or without), as the simulator's selector observes each outcome.
 """
 from __future__ import annotations
 
@@ -21,8 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from controller.catalog import ModelVariant
-from controller.core import QueryClass
 from serving.runtimes import VARIANTS, spec_of
 from serving.settings import ServingConfig
 
@@ -59,17 +63,6 @@ class App:
     slo_ms: float
     min_accuracy: float
     variants: tuple[str, ...]
-
-
-class _ModelList:
-    """The selector's view of one app's arms (the `catalog` argument of make_selector)."""
-
-    def __init__(self, names: list[str], accuracy: dict[str, float]):
-        self.models = [ModelVariant(n, i, accuracy[n], 0, 0.0) for i, n in enumerate(names)]
-        self._by_name = {m.name: m for m in self.models}
-
-    def model(self, name: str) -> ModelVariant:
-        return self._by_name[name]
 
 
 @dataclass
@@ -116,19 +109,18 @@ class RouterCore:
     """Per-request decisions of the router (one instance per router replica)."""
 
     def __init__(self, apps: list[App], accuracy: dict[str, float], settings: ServingConfig):
-        from selector import make_selector
-
         self.settings = settings
         self.apps = {a.name: a for a in apps}
         self.accuracy = dict(accuracy)
         self.variants = sorted({v for a in apps for v in a.variants})
         self.rng = np.random.default_rng(settings.seed)
-        self.selectors, self._lists = {}, {}
-        for a in apps:
-            lst = _ModelList(list(a.variants), accuracy)
-            cls = QueryClass(a.name, a.slo_ms, a.min_accuracy, 1.0)
-            self.selectors[a.name] = make_selector(settings.selector, [cls], lst, settings.selector_params)
-            self._lists[a.name] = lst
+        # The policy's selector (install_selector); app -> its class index there; catalog names.
+        self.selector = None
+        self._class_of: dict[str, int] = {}
+        self._model_names: list[str] = []
+        self._model_index: dict[str, int] = {}
+        # The plan's routing table (serving.routing.VariantRoute per variant; empty before a plan).
+        self.routes: dict = {}
         self.inflight_vm = {v: 0 for v in self.variants}
         self.batch_ms = {v: None for v in self.variants}  # EWMA of the VM batch compute time
         # From the control loop's Plan: the VM wait budget per variant (Route.max_vm_wait_ms) and
@@ -147,20 +139,46 @@ class RouterCore:
                           f"variants: {', '.join(self.variants)}")
 
     # --- selection ---------------------------------------------------------------------------
+    def install_selector(self, selector, class_names, model_names) -> None:
+        """Select with `selector` (the policy's: `policy.selector()`), whose class i is the app
+        `class_names[i]` and whose model indices are positions in `model_names` (its catalog)."""
+        self.selector = selector
+        self._class_of = {name: i for i, name in enumerate(class_names) if name in self.apps}
+        self._model_names = list(model_names)
+        self._model_index = {m: i for i, m in enumerate(self._model_names)}
+
+    def selector_state(self):
+        """The installed selector's learned state as a dict (None: none, or it has no state)."""
+        st = getattr(self.selector, "state", None)
+        return st.to_dict() if st is not None and hasattr(st, "to_dict") else None
+
     def choose(self, app: App, min_accuracy: float | None) -> str:
         from selector import NoFeasibleModel
 
-        sel, lst = self.selectors[app.name], self._lists[app.name]
+        ci = self._class_of.get(app.name)
+        if ci is None:  # no policy selector (control loop off, or not started yet): no learning
+            variant = app.variants[0]
+            if min_accuracy is not None and self.accuracy.get(variant, 0.0) < min_accuracy:
+                ok = sorted((self.accuracy.get(v, 0.0), v) for v in app.variants
+                            if self.accuracy.get(v, 0.0) >= min_accuracy)
+                if not ok:
+                    raise NoModel("parameters.min_accuracy", f"no variant of {app.name!r} reaches {min_accuracy:g}")
+                variant = ok[0][1]
+            return variant
+        sel = self.selector
         try:
-            idx = int(sel.select(0, 1, self.rng)[0])
+            idx = int(sel.select(ci, 1, self.rng)[0])
         except NoFeasibleModel as e:
             raise NoModel("min_accuracy", str(e)) from None
-        variant = lst.models[idx].name
+        variant = self._model_names[idx]
         if min_accuracy is None or min_accuracy <= app.min_accuracy:
             return variant
         # A stricter floor than the app's: keep the pick if it is estimated to meet it, else the
         # least accurate arm that does (accuracy is the proxy for cost among the app's arms).
-        est = dict(zip(sel.arms(0), sel.estimated_accuracy(0)))
+        if hasattr(sel, "estimated_accuracy"):
+            est = dict(zip(sel.arms(ci), sel.estimated_accuracy(ci)))
+        else:  # a fixed selector (baselines): the priors
+            est = {v: self.accuracy.get(v, 0.0) for v in app.variants}
         if est.get(variant, 0.0) >= min_accuracy:
             return variant
         ok = sorted((acc, name) for name, acc in est.items() if acc >= min_accuracy)
@@ -183,15 +201,43 @@ class RouterCore:
         return (self.inflight_vm.get(variant, 0) // per_round + 1) * batch_ms
 
     def should_spill(self, variant: str, slo_ms: float) -> bool:
-        """Over `spill_fraction` of the SLO expected at the VMs, or (when the control loop has
-        planned a route) a queue wait beyond the route's budget."""
+        """Without a planned route: over `spill_fraction` of the SLO expected at the VMs."""
         if not self.settings.functions.enabled:
             return False
-        expected = self.expected_vm_ms(variant)
-        if expected > self.settings.spill_fraction * slo_ms:
-            return True
-        budget = self.route_budget_ms.get(variant)
-        return budget is not None and expected - (self.batch_ms.get(variant) or 0.0) > budget
+        return self.expected_vm_ms(variant) > self.settings.spill_fraction * slo_ms
+
+    def decide_backend(self, variant: str, slo_ms: float) -> str:
+        """"vm", "function" or "drop" for the next request of `variant` (see the module docstring):
+        the planned route's rule when there is one, else `should_spill`."""
+        route = self.routes.get(variant)
+        if route is None:
+            return "function" if self.should_spill(variant, slo_ms) else "vm"
+        if route.admits(self.inflight_vm.get(variant, 0)):
+            return "vm"
+        if route.spill and self.settings.functions.enabled:
+            return "function"
+        return "drop"
+
+    def planned(self, variant: str) -> bool:
+        return variant in self.routes
+
+    def pick_target(self, variant: str, exclude: str | None = None) -> str | None:
+        """The planned VM target for the next request (None: no plan, or no target left)."""
+        route = self.routes.get(variant)
+        return None if route is None else route.pick(exclude)
+
+    def apply_routing(self, table: dict) -> None:
+        """The control loop's routing table: variant -> VariantRoute.to_dict()."""
+        from serving.routing import VariantRoute
+
+        for v, d in table.items():
+            if v not in self.inflight_vm:
+                continue
+            new = VariantRoute.from_dict(d)
+            if v in self.routes:
+                self.routes[v].update(new)
+            else:
+                self.routes[v] = new
 
     def vm_started(self, variant: str) -> None:
         self.inflight_vm[variant] = self.inflight_vm.get(variant, 0) + 1
@@ -236,16 +282,23 @@ class RouterCore:
         return n
 
     def _observe(self, p: _Pending, correct: float) -> None:
-        lst = self._lists[p.app]
-        self.selectors[p.app].observe(0, np.array([lst.model(p.variant).index]), np.array([p.latency_ms]),
-                                      np.array([float(p.slo_met)]), np.array([correct]), np.array([p.cost_usd]))
+        ci, j = self._class_of.get(p.app), self._model_index.get(p.variant)
+        if ci is None or j is None:
+            return  # no policy selector: nothing learns
+        # What the simulator feeds its selector per request: latency, SLO met, correct (NaN
+        # without a label), cost (engine.py: selector.observe per class and second).
+        self.selector.observe(ci, np.array([j]), np.array([p.latency_ms]), np.array([float(p.slo_met)]),
+                              np.array([correct]), np.array([p.cost_usd]))
 
     def summary(self) -> dict:
+        sel = self.selector.summary() if self.selector is not None and hasattr(self.selector, "summary") else {}
         return {"apps": {name: {"slo_ms": a.slo_ms, "min_accuracy": a.min_accuracy, "variants": list(a.variants),
-                                "selector": _plain(self.selectors[name].summary().get(name, {}))}
+                                "selector": _plain(sel.get(name, {}) if name in self._class_of else {})}
                          for name, a in self.apps.items()},
                 "vm": {v: {"inflight": self.inflight_vm[v], "batch_ms": self.batch_ms[v],
-                           "vm_replicas": self.vm_replicas.get(v, 0), "route_budget_ms": self.route_budget_ms.get(v)}
+                           "vm_replicas": self.vm_replicas.get(v, 0), "route_budget_ms": self.route_budget_ms.get(v),
+                           "route": self.routes[v].to_dict() | {"shares": self.routes[v].shares()}
+                           if v in self.routes else None}
                        for v in self.variants},
                 "pending_feedback": len(self._pending)}
 

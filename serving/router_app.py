@@ -313,9 +313,15 @@ class Router(ControlSideDoor, GrpcV2Methods):
         a VM target while the SLO budget allows (`retried from` says why, else None)."""
         retried = None
         chained = self.partitions.get(variant) is not None  # served as a chain of functions (partition plan)
-        if self.core.should_spill(variant, slo_ms) and (
+        decision = self.core.decide_backend(variant, slo_ms)
+        if decision == "drop":  # the plan's route does not spill and the VM wait exceeds the client timeout
+            raise _BackendError(f"model {variant}: the expected VM wait exceeds the client timeout and its "
+                                f"planned route does not spill")
+        # With a planned route the request spills exactly when the plan's rule says (as in the
+        # simulator); without one, only where the function is expected to be faster.
+        if decision == "function" and (self.core.planned(variant) or (
                 self.partitions.faster(variant, self.core.expected_vm_ms(variant)) if chained
-                else self._function_faster(variant)):
+                else self._function_faster(variant))):
             f = self.settings.functions
             if chained:  # serving.partition_route: every hop billed, in a thread (it blocks)
                 res = await self.partitions.run(variant, batch)
@@ -370,17 +376,27 @@ class Router(ControlSideDoor, GrpcV2Methods):
         self.target_inflight[(variant, key)] = self.target_inflight.get((variant, key), 0) + 1
         self.metrics.inflight(variant).set(self.core.inflight_vm[variant])
         batch_ms = None
+        route = self.core.routes.get(variant)
         try:
-            probs, batch_ms, cold = await handle.infer.remote(batch)
+            if route is None:
+                probs, batch_ms, cold = await handle.infer.remote(batch)
+            else:  # the plan's batch size, applied by the replica before it queues this request
+                probs, batch_ms, cold = await handle.infer.remote(batch, route.batch_size)
         finally:
             self.core.vm_finished(variant, batch_ms)
             self.target_inflight[(variant, key)] -= 1
             self.metrics.inflight(variant).set(self.core.inflight_vm[variant])
+        self.metrics.routed.labels(variant, key).inc()
         return probs, cold
 
     def _pick_target(self, variant: str, exclude: str | None = None):
-        """The VM target with the fewest requests in flight per replica (head first on ties),
-        other than `exclude`; None when there is no other."""
+        """The VM target other than `exclude` (None when there is no other): the plan's, by
+        capacity weight (serving.routing), when it names one that is up; else the fewest
+        requests in flight per replica (no plan yet, or a target it lists has just gone)."""
+        targets = self.targets[variant]
+        key = self.core.pick_target(variant, exclude)
+        if key is not None and key in targets:
+            return key, targets[key][0]
         best = None
         for key, (handle, replicas) in self.targets[variant].items():
             if key == exclude:

@@ -15,9 +15,7 @@ from ray import serve
 from serving.function_batcher import BatchConfig, FunctionBatcher
 from serving.runtimes import spec_of
 
-# The target key of a variant's head replicas: by default the router's in-process LocalModel
-# (serving.local_models, `serving.head_in_process`), else the variant's own ModelServer deployment.
-HEAD = "head"
+from serving.routing import HEAD  # noqa: E402,F401  (the head's target key; re-exported)
 
 log = logging.getLogger("hybridserve.router_control")
 
@@ -64,6 +62,9 @@ class ControlSideDoor:
         self.functions.reset_peaks()
         self.partitions.reset_peaks()
         out["functions"] = functions
+        # The selector's learned state: the control loop loads it into the policy's own object,
+        # so the policy and the router hold one selector state.
+        out["selector_state"] = self.core.selector_state()
         if self._vm_faults_pending is not None:  # POST /admin/faults {"vm": ...}: the loop sets them
             out["vm_faults"], self._vm_faults_pending = self._vm_faults_pending, None
         return out
@@ -92,6 +93,15 @@ class ControlSideDoor:
 
         if "function_pricing" in update:
             self.fn_pricing = FunctionPlatformConfig.model_validate(update["function_pricing"])
+        if "selector" in update:  # the policy's selector: the one the simulator selects with
+            sel = update["selector"]
+            self.core.install_selector(sel["selector"], sel["classes"], sel["models"])
+        if "routing" in update:  # the plan's routing table (serving.routing)
+            self.core.apply_routing(update["routing"])
+            self.metrics.route_share.clear()
+            for v, route in self.core.routes.items():
+                for key, share in route.shares().items():
+                    self.metrics.route_share.labels(v, key).set(share)
         for v, budget in update.get("routes", {}).items():
             if v in self.core.route_budget_ms or v in self.core.variants:
                 self.core.route_budget_ms[v] = budget

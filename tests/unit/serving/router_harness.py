@@ -33,10 +33,13 @@ class FakeVmHandle:
 
     def __init__(self, classes: int = 1000):
         self.classes, self.calls = classes, 0
+        self.batch_sizes: list[int] = []
         self.infer = self
 
-    def remote(self, batch):
+    def remote(self, batch, batch_size=None):
         self.calls += 1
+        if batch_size is not None:
+            self.batch_sizes.append(batch_size)
 
         async def run():
             return np.full((len(batch), self.classes), 1.0 / self.classes, np.float32), 1.0, False

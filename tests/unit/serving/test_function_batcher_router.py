@@ -57,7 +57,9 @@ def make_router(batching: dict | None = None) -> Router:
     router._stop.set()  # no reaper for the real local provider we replace
     router.functions = FakeFunctions()
     router._init_function_batcher()  # again, over the fake provider
-    router.core.route_budget_ms[VARIANT] = -1.0  # every request spills (the VM queue is "too long")
+    # A planned route whose budget no wait fits (-1 ms): every request spills.
+    router.core.apply_routing({VARIANT: {"targets": {"head": 10.0}, "batch_size": 1, "max_vm_wait_ms": -1.0,
+                                         "spill": True}})
     return router
 
 

@@ -40,7 +40,9 @@ def router(tmp_path, monkeypatch):
                 "control": {"prewarm_functions": False}, "head_in_process": False}
     r = build_router([{"name": "images", "slo_ms": 120_000, "min_accuracy": 0.1, "variants": [VARIANT]}],
                      {VARIANT: 0.6}, settings, {VARIANT: FakeVmHandle()})
-    r.core.route_budget_ms[VARIANT] = -1.0  # every request spills (the VM queue is "too long")
+    # A planned route whose budget no wait fits (-1 ms): every request spills.
+    r.core.apply_routing({VARIANT: {"targets": {"head": 10.0}, "batch_size": 1, "max_vm_wait_ms": -1.0,
+                                    "spill": True}})
     yield r
     close_router(r)
 

@@ -22,7 +22,7 @@ class FakeHandle:
         self.dead, self.delay_s, self.calls = dead, delay_s, 0
         self.infer = self
 
-    def remote(self, batch):
+    def remote(self, batch, batch_size=None):
         self.calls += 1
 
         async def run():
