@@ -74,7 +74,8 @@ class Simulation:
         self.floor = np.array([c.min_accuracy for c in self.classes])
         shares = np.array([c.share for c in self.classes], dtype=float)
         self.class_p = shares / shares.sum()
-        self.result = RunResult(policy=policy_name, class_requests=[0] * len(self.classes))
+        self.result = RunResult(policy=policy_name, class_requests=[0] * len(self.classes),
+                                model_requests=[0] * self.n_models, models=self.models)
 
     # --- the plan's effects ----------------------------------------------------------------------
     def _price(self, instance_type: str, spot: bool) -> float:
@@ -332,6 +333,7 @@ class Simulation:
                 elif fpool.deployed:
                     fpool.serve(s, _EMPTY, limit)
                 model_row[j] = len(idx)
+                res.model_requests[j] += len(idx)
                 st = self._obs_stats[j]
                 nv, nf = int(admitted.sum()), int(np.count_nonzero(backend[idx] == 1))
                 st[0] += nv

@@ -39,6 +39,9 @@ class RunResult:
     simulated_s: int = 0
     tick_ms: list = field(default_factory=list)
     class_requests: list = field(default_factory=list)
+    model_requests: list = field(default_factory=list)  # per catalog model: requests the selector sent it
+    models: tuple = ()  # catalog model names, for `variants`
+    reference: dict = field(default_factory=dict)  # the offline optimum's solve (objective, gap, ...)
     faults: dict = field(default_factory=lambda: dict.fromkeys(
         ("tick_errors", "provider_errors", "guard_refusals", "boot_failures", "vm_deaths",
          "function_errors", "function_retries"), 0))
@@ -59,6 +62,14 @@ class RunResult:
         rank = np.searchsorted(np.cumsum(self.latency_hist), q / 100.0 * total, side="left")
         return float(hist_upper_edge_ms(min(rank, HIST_BINS - 1)))
 
+    def variants(self) -> str:
+        """The variants the run served, with their share of requests ("resnet18 100%")."""
+        total = sum(self.model_requests)
+        if not total:
+            return ""
+        parts = sorted(((n, m) for m, n in zip(self.models, self.model_requests) if n), reverse=True)
+        return ", ".join(f"{m} {100.0 * n / total:.3g}%" for n, m in parts)
+
     def summary(self) -> dict:
         n = max(self.requests, 1)
         return {
@@ -78,5 +89,6 @@ class RunResult:
             "dropped": self.dropped,
             "requests": self.requests,
             "cost_per_million_usd": round(1e6 * self.total_usd / n, 4),
+            "variants": self.variants(),
             "sim_requests_per_s": round(self.requests / self.wall_s) if self.wall_s > 0 else 0,
         }
