@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--start-s", type=int, default=0, help="slice start, in trace seconds")
     g.add_argument("--duration-s", type=int, default=600, help="slice length, in trace seconds")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--payload", choices=["pixels", "png"], default="pixels",
-                   help="pixels: FP32 tensor, binary extension (default); png: base64 PNG in JSON")
+    g.add_argument("--payload", choices=["pixels", "png", "imagenet"], default="pixels",
+                   help="pixels: FP32 tensor, binary extension (default); png: base64 PNG in JSON; imagenet: 3x224x224 FP32 tensors (no labels)")
     g.add_argument("--slo-ms", type=float, help="send parameters.slo_ms (default: the app's SLO)")
     g.add_argument("--no-feedback", action="store_true", help="do not send the true labels")
     g.add_argument("--max-in-flight", type=int, default=256)

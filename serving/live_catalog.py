@@ -17,7 +17,7 @@ instance types, so at start the daemon writes a small catalog directory:
   `container_init_ms`, which the simulator adds back; `set_function_cold_start`), not the
   in-process load time; the daemon runs it while Ray and Serve start;
 - once Serve is up, the daemon times requests through the HTTP proxy and the router to each
-  digits variant (`measure_router_latency_ms`) and adds the median beyond the forward pass to the
+  variant (`measure_router_latency_ms`; ImageNet variants with fewer requests) and adds the median beyond the forward pass to the
   variant's VM and function rows (`add_router_overhead`): the simulator's service time is then
   what a client of this machine sees, not the bare forward pass; the spread around the median
   goes to `vm_latency_jitter.csv` (the simulator can draw from it).
@@ -186,19 +186,23 @@ JITTER_FILE = "vm_latency_jitter.csv"
 
 def measure_router_latency_ms(url: str, variants: list[str], catalog: Catalog, requests: int = 40,
                               warmup: int = 3, timeout_s: float = 30.0) -> dict[str, list[float]]:
-    """Per digits variant: the times of one-sample requests through the HTTP proxy and the router,
-    sent one at a time after `warmup` (what a client of this machine sees, stalls included)."""
+    """Per variant: the times of one-sample requests through the HTTP proxy and the router, sent
+    one at a time after `warmup` (what a client of this machine sees, stalls included); an
+    ImageNet variant (~100 ms a forward pass) gets a quarter of `requests`."""
     import urllib.request
 
     from serving.oip import encode_infer_request
     from serving.runtimes import spec_of
 
-    todo = [v for v in variants if v.startswith("digits-") and v in catalog.model_index]
+    todo = [v for v in variants if v in catalog.model_index]
     bodies = {v: encode_infer_request({"input": np.zeros((1,) + tuple(spec_of(v).input_shape), np.float32)})
               for v in todo}
     out: dict[str, list[float]] = {v: [] for v in todo}
+    heavy_n = max(5, requests // 4)
     for i in range(warmup + requests):
         for v in todo:  # round robin: a stall of the shared machine lands on every variant alike
+            if not v.startswith("digits-") and i >= warmup + heavy_n:
+                continue
             body, headers = bodies[v]
             req = urllib.request.Request(f"{url}/v2/models/{v}/infer", data=body, headers=headers, method="POST")
             t = time.perf_counter()

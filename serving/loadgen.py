@@ -33,6 +33,7 @@ class LoadgenResult:
     errors: Counter = field(default_factory=Counter)  # "http 503", "timeout", ...
     backends: Counter = field(default_factory=Counter)
     variants: Counter = field(default_factory=Counter)
+    targets: Counter = field(default_factory=Counter)  # "head", "vm-<id>", "function"
     cold_starts: int = 0
     correct: int = 0
     labelled: int = 0
@@ -66,14 +67,19 @@ def schedule(counts: np.ndarray) -> np.ndarray:
 
 def _bodies(parameters: dict | None, payload: str = "pixels") -> tuple[list[tuple[bytes, dict]], np.ndarray]:
     """(body, headers) per held-out digit, and the labels. `pixels`: the FP32 tensor with the binary
-    extension (cheap to parse); `png`: a base64 PNG in a JSON body (the router decodes it)."""
+    extension (cheap to parse); `png`: a base64 PNG in a JSON body (the router decodes it);
+    `imagenet`: 3x224x224 FP32 tensors for the ImageNet variants (labels -1: no feedback)."""
     from serving import digits, images
     from serving.oip import encode_infer_request
 
-    x, y = digits.test_samples()
+    if payload == "imagenet":  # ImageNet-shaped tensors (no labels: the variants are randomly initialised)
+        x = np.random.default_rng(0).random((8, 3, 224, 224), dtype=np.float32)
+        y = np.full(len(x), -1)
+    else:
+        x, y = digits.test_samples()
     bodies = []
     for i, sample in enumerate(x):
-        if payload == "pixels":
+        if payload in ("pixels", "imagenet"):
             body, headers = encode_infer_request({"input": sample[None]}, request_id=f"lg-{i}", parameters=parameters)
             bodies.append((body, headers))
             continue
@@ -255,8 +261,9 @@ async def run_load(url: str, name: str, offsets_s: np.ndarray, slo_ms: float, *,
                 res.slo_met += latency_ms <= slo_ms
                 res.backends[p.get("backend", "?")] += 1
                 res.variants[p.get("variant", "?")] += 1
+                res.targets[p.get("target", "?")] += 1
                 res.cold_starts += bool(p.get("cold_start"))
-                if feedback and rid:
+                if feedback and rid and labels[k] >= 0:
                     pending.append({"id": rid, "label": int(labels[k])})
 
         async def tracked(i, due):

@@ -27,6 +27,7 @@ from controller.core import (FunctionView, ModelStats, Observation, Plan, Policy
 from controller.ledger import vm_charge_usd
 from controller.sim.function_tier import FunctionTier
 from controller.sim.results import RunResult, hist_index
+from controller.sim.standing import capacity_per_s as standing_capacity_per_s
 from controller.sim.standing import is_standing, standing_vm
 from controller.sim.vm_pool import VmPool
 from procurement.providers.fake import FakeVmProvider, FaultHooks
@@ -76,6 +77,9 @@ class Simulation:
         self.class_p = shares / shares.sum()
         self.result = RunResult(policy=policy_name, class_requests=[0] * len(self.classes),
                                 model_requests=[0] * self.n_models, models=self.models)
+        # VM-served requests expected on the standing VMs (each pool's share of capacity there):
+        # the live router's head share, for comparing who served what.
+        self.served_on_standing = 0.0
 
     # --- the plan's effects ----------------------------------------------------------------------
     def _price(self, instance_type: str, spot: bool) -> float:
@@ -173,9 +177,14 @@ class Simulation:
                 d = ready.setdefault(self.catalog.model_index[m], {})
                 d[sv.instance_type] = d.get(sv.instance_type, 0) + sv.share_of(m)
                 ready_usd_per_s[self.catalog.model_index[m]] += sv.usd_per_s_per_model(m)
+        self._head_frac = np.zeros(self.n_models)  # the standing VMs' part of each pool's rate
         for j, pool in enumerate(self.vm_pools):
             route = self.routes.get(j)
             pool.set_fleet(ready.get(j, {}), route.vm_batch_size if route else 1)
+            if self.standing and pool.mu_per_s > 0:
+                head = sum(standing_capacity_per_s(sv, self.models[j], self.catalog, pool.batch_size)
+                           for sv in self.standing if self.models[j] in sv.models)
+                self._head_frac[j] = min(1.0, head / pool.mu_per_s)
         self._capacity_per_s = sum(p.mu_per_s for p in self.vm_pools)
         # What a VM-served request costs, for the selector: the pool's $/s over its full rate.
         self._vm_usd_per_request = np.array([u / p.mu_per_s if p.mu_per_s > 0 else 0.0
@@ -338,6 +347,7 @@ class Simulation:
                 nv, nf = int(admitted.sum()), int(np.count_nonzero(backend[idx] == 1))
                 st[0] += nv
                 st[1] += nf
+                self.served_on_standing += nv * self._head_frac[j]  # its expected part of the pool's
                 st[2] += len(idx) - nv - nf
             for j, p in enumerate(self.vm_pools):  # idle pools still drain
                 if p.backlog > 0.0 and j not in used_set:

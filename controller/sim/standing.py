@@ -90,3 +90,11 @@ def standing_vm(vm_id: str, instance_type: str, models, catalog, launched_s: flo
 
 def is_standing(vms, vm_id: str) -> bool:
     return any(s.owns(vm_id) for s in vms)
+
+
+def capacity_per_s(sv: StandingVm, model: str, catalog, batch_size: int) -> float:
+    """What the standing VM's share drains for `model` at the batch (as VmPool.set_fleet counts it)."""
+    prof = catalog.vm_profile(model, sv.instance_type)
+    if prof is None:
+        return 0.0
+    return sv.share_of(model) * float(prof.capacity_per_s(min(max(1, int(batch_size)), int(prof.batch[-1]))))
