@@ -4,7 +4,14 @@ aws; add local to VM_HARNESSES / FUNCTION_HARNESSES), and for aws a moto server 
 The moto server is started once per test session as a subprocess on a free port, configured so
 Lambda invokes echo their payload without docker, and stopped by its handle at the end. Fake
 credentials only; nothing ever reaches AWS. Faults moto cannot produce (capacity, throttling)
-are injected by `AwsFault` at the botocore wire."""
+are injected by `AwsFault` at the botocore wire.
+
+Moto cannot run an image function, so where a test needs the handler's real answer
+(`FunctionHarness.answer_next`), the aws harness runs the event through the Lambda image's entry
+point under the real runtime client (`lambda_runtime`: awslambdaric and Dockerfile.lambda's CMD
+handler against a Runtime API server, tests/lambda_runtime_api.py) and queues that answer at
+moto (/moto-api/static/lambda-simple/response) for the next invoke; the fake harness runs the
+same handler in process."""
 from __future__ import annotations
 
 import itertools
@@ -167,6 +174,9 @@ class FunctionHarness:
     name: str
     provider: Any
     restart: Callable[[], Any]
+    # answer_next(model, event): the next invoke of `model` answers what the real handler
+    # (serving/lambda_handler.py) answers to `event`
+    answer_next: Callable[[str, dict], None] | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -205,8 +215,16 @@ def _aws_vm(request) -> VmHarness:
 
 def _fake_fn(request) -> FunctionHarness:
     from procurement.providers.fake import FakeFunctionProvider
-    p = FakeFunctionProvider()  # default handler echoes the payload, as moto's Lambda does
-    return FunctionHarness("fake", p, lambda: p)
+    real: set[str] = set()  # models whose next invoke runs the real handler
+
+    def handler(model, payload):
+        if model in real:
+            from serving import lambda_handler
+            real.discard(model)
+            return lambda_handler.handler({**payload, "model": model}, None), 1.0
+        return payload, 1.0  # echo, as moto's Lambda does
+    p = FakeFunctionProvider(handler=handler)
+    return FunctionHarness("fake", p, lambda: p, answer_next=lambda model, event: real.add(model))
 
 
 def aws_function_provider(moto_server, role_arn: str, deployment_id: str, **kwargs):
@@ -218,11 +236,27 @@ def aws_function_provider(moto_server, role_arn: str, deployment_id: str, **kwar
                                endpoint_url=moto_server.endpoint_url, **kwargs)
 
 
+def queue_moto_lambda_result(moto_server, body) -> None:
+    """Make moto's next Lambda invoke (any function) answer `body` instead of the echo."""
+    req = urllib.request.Request(moto_server.endpoint_url + "/moto-api/static/lambda-simple/response",
+                                 method="POST", headers={"Content-Type": "application/json"},
+                                 data=json.dumps({"results": [json.dumps(body)], "region": "us-east-1"}).encode())
+    urllib.request.urlopen(req, timeout=5).read()
+
+
 def _aws_fn(request) -> FunctionHarness:
     server, role = request.getfixturevalue("moto_server"), request.getfixturevalue("moto_role_arn")
     dep, session = request.getfixturevalue("deployment_id"), request.getfixturevalue("boto_session")
     p = aws_function_provider(server, role, dep, session=session)
-    return FunctionHarness("aws", p, lambda: aws_function_provider(server, role, dep, session=session))
+
+    def answer_next(model: str, event: dict) -> None:
+        runtime = request.getfixturevalue("lambda_runtime")
+        assert model == runtime.model, f"the runtime serves {runtime.model}, not {model}"
+        outcome = runtime.invoke(event)
+        assert outcome[0] == "response", outcome
+        queue_moto_lambda_result(server, outcome[1])
+    return FunctionHarness("aws", p, lambda: aws_function_provider(server, role, dep, session=session),
+                           answer_next=answer_next)
 
 
 VM_HARNESSES = {"fake": _fake_vm, "aws": _aws_vm}
@@ -262,3 +296,50 @@ def aws_fault():
 @pytest.fixture
 def catalog():
     return _catalog()
+
+
+# --- the Lambda image's entry point under the real runtime client -------------------------------
+RUNTIME_MODEL = "digits-small"
+
+
+def dockerfile_handler() -> str:
+    """The handler Dockerfile.lambda's CMD names (what Lambda's bootstrap hands awslambdaric)."""
+    import re
+    from controller.config import REPO_ROOT
+    text = open(os.path.join(REPO_ROOT, "Dockerfile.lambda")).read()
+    return re.search(r'^CMD \["([\w.]+)"\]', text, re.M).group(1)
+
+
+@pytest.fixture(scope="session")
+def make_lambda_runtime(tmp_path_factory):
+    """`make_lambda_runtime()`: a new execution environment of the Lambda image serving
+    RUNTIME_MODEL: `python -m awslambdaric <CMD handler>` polling a Runtime API server on
+    127.0.0.1 (tests/lambda_runtime_api.py), with the image's environment (HYBRIDSERVE_MODEL per
+    function, the weights folder, the mxnet runtime) and one cache for the session (digits are
+    trained at the first load ever; every environment's first load is its cold start). Each is
+    closed at the end of the session."""
+    from lambda_runtime_api import LambdaRuntime
+    tmp = tmp_path_factory.mktemp("lambda-runtime")
+    (tmp / "weights").mkdir()
+    made = []
+
+    def make():
+        runtime = LambdaRuntime(dockerfile_handler(), env={
+            "HYBRIDSERVE_MODEL": RUNTIME_MODEL, "HYBRIDSERVE_RUNTIME": "mxnet",
+            "HYBRIDSERVE_WEIGHTS_DIR": str(tmp / "weights"), "HYBRIDSERVE_CACHE": str(tmp / "cache"),
+            "OMP_NUM_THREADS": "1", "MXNET_CPU_WORKER_NTHREADS": "1"},
+            log_path=str(tmp / f"runtime-{len(made)}.log"))
+        runtime.model = RUNTIME_MODEL
+        made.append(runtime)
+        return runtime
+    try:
+        yield make
+    finally:
+        for runtime in made:
+            runtime.close()
+
+
+@pytest.fixture(scope="session")
+def lambda_runtime(make_lambda_runtime):
+    """The session's shared execution environment (the aws harness's `answer_next`)."""
+    return make_lambda_runtime()

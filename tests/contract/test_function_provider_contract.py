@@ -1,5 +1,7 @@
 """The FunctionProvider contract, run against every implementation (fake, aws on moto; local
-later). Both test doubles echo the payload, as moto's Lambda does without docker."""
+later). Both test doubles echo the payload, as moto's Lambda does without docker, except where a
+test asks for the handler's real answer (`answer_next`): for aws that is the Lambda image's entry
+point under the real runtime client (tests/contract/conftest.py `lambda_runtime`)."""
 from __future__ import annotations
 
 
@@ -30,12 +32,24 @@ def test_deploy_is_idempotent_and_updates_memory(fn_harness):
 
 
 def test_invoke_round_trip(fn_harness):
+    """A real batch in, the handler's answer out: class ids per sample, graded by the labels."""
+    import numpy as np
+
+    from procurement.providers.aws_router import decode_probabilities, encode_batch
+    from serving import digits
+
     p = fn_harness.provider
-    p.deploy("inception", 1024)
-    payload = {"inputs": [[0.5, 0.25], [1.0, 2.0]], "batch": 2}
-    res = p.invoke("inception", payload, timeout_s=10)
-    assert res.ok and res.error is None
-    assert res.payload == payload
+    p.deploy("digits-small", 1024)
+    x, y = digits.test_samples()
+    event = encode_batch("digits-small", x[:8])
+    fn_harness.answer_next("digits-small", event)
+    res = p.invoke("digits-small", event, timeout_s=120)
+    assert res.ok and res.error is None, res.error
+    body = res.payload
+    assert body != event and body["model"] == "digits-small"
+    ids = np.array([row[0] for row in body["class_ids"]])
+    assert len(ids) == 8 and (ids == y[:8]).mean() >= 0.75
+    assert decode_probabilities(body, 8).shape == (8, 10)
     assert res.duration_ms >= 0 and res.billed_ms >= res.duration_ms - 1
 
 
