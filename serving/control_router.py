@@ -45,5 +45,10 @@ class PlanToRouter:
                 rec = self._records.get(vm_id)
                 if vm_id not in self._releasing and rec is not None:
                     serving.setdefault(model, {})[app] = (rec.instance_type, 1.0)
-        table = routing_table(self._last_routes, serving, self.catalog, self.cfg.simulator.client_timeout_s)
+        # The SLO each variant's budget was planned for: the strictest of the classes that may pick it.
+        slo = {}
+        for c in self.classes:
+            for m in c.variants or ():
+                slo[m] = min(slo.get(m, c.slo_ms), c.slo_ms)
+        table = routing_table(self._last_routes, serving, self.catalog, self.cfg.simulator.client_timeout_s, slo)
         return {m: r.to_dict() for m, r in table.items()}

@@ -212,7 +212,7 @@ class RouterCore:
         route = self.routes.get(variant)
         if route is None:
             return "function" if self.should_spill(variant, slo_ms) else "vm"
-        if route.admits(self.inflight_vm.get(variant, 0)):
+        if route.admits(self.inflight_vm.get(variant, 0), slo_ms):
             return "vm"
         if route.spill and self.settings.functions.enabled:
             return "function"

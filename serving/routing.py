@@ -12,7 +12,8 @@ The router applies the rule the simulator applies (controller/sim/engine.py, VmP
 - the variant's VM targets are one queue draining at mu = the sum of their capacities; a request
   finding `q` requests in flight there expects a wait of q / mu seconds;
 - it is admitted when that wait is at most the budget: `max_vm_wait_ms` when the route spills
-  and has one, else the client timeout (no spill on wait); mu = 0 admits nobody;
+  and has one (less what a request's own stricter SLO takes off), else the client timeout (no
+  spill on wait); mu = 0 admits nobody;
 - not admitted: to the function when the route spills, else dropped (the simulator's drop).
   E.g. mu = 13.7 req/s (one local.small, squeezenet at batch 1), budget 200 ms: a request is
   admitted while fewer than 0.2 x 13.7 = 2.74 requests are in flight, i.e. at 0, 1 or 2.
@@ -38,6 +39,7 @@ class VariantRoute:
     max_vm_wait_ms: float | None = None  # the route's budget (None: queue up to the client timeout)
     spill: bool = True
     client_timeout_ms: float = 30_000.0
+    slo_ms: float | None = None  # the SLO the budget was planned for (the strictest of the variant's apps)
     _credit: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
@@ -48,18 +50,24 @@ class VariantRoute:
         mu = self.mu_per_s
         return {k: (w / mu if mu > 0 else 0.0) for k, w in self.targets.items()}
 
-    def budget_ms(self) -> float:
-        """The longest expected wait a request is admitted with (the simulator's `max_wait`)."""
+    def budget_ms(self, slo_ms: float | None = None) -> float:
+        """The longest expected wait a request is admitted with (the simulator's `max_wait`). A
+        request whose own SLO is stricter than the planned one (`parameters.slo_ms`) has that much
+        less: the budget is SLO minus service time, e.g. planned 200 ms leaving 150 ms of wait, a
+        request at 120 ms gets 70 ms."""
         if self.spill and self.max_vm_wait_ms is not None:
-            return self.max_vm_wait_ms
+            tighter = 0.0
+            if slo_ms is not None and self.slo_ms is not None and slo_ms < self.slo_ms:
+                tighter = self.slo_ms - slo_ms
+            return self.max_vm_wait_ms - tighter
         return self.client_timeout_ms
 
     def expected_wait_ms(self, inflight: int) -> float:
         mu = self.mu_per_s
         return math.inf if mu <= 0 else 1000.0 * inflight / mu
 
-    def admits(self, inflight: int) -> bool:
-        return self.expected_wait_ms(inflight) <= self.budget_ms()
+    def admits(self, inflight: int, slo_ms: float | None = None) -> bool:
+        return self.expected_wait_ms(inflight) <= self.budget_ms(slo_ms)
 
     def pick(self, exclude: str | None = None) -> str | None:
         """The next target by smooth weighted round robin (None: no target with capacity)."""
@@ -78,18 +86,19 @@ class VariantRoute:
 
     def to_dict(self) -> dict:
         return {"targets": dict(self.targets), "batch_size": self.batch_size, "max_vm_wait_ms": self.max_vm_wait_ms,
-                "spill": self.spill, "client_timeout_ms": self.client_timeout_ms}
+                "spill": self.spill, "client_timeout_ms": self.client_timeout_ms, "slo_ms": self.slo_ms}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "VariantRoute":
         return cls(dict(d["targets"]), int(d["batch_size"]), d.get("max_vm_wait_ms"), bool(d.get("spill", True)),
-                   float(d.get("client_timeout_ms", 30_000.0)))
+                   float(d.get("client_timeout_ms", 30_000.0)), d.get("slo_ms"))
 
     def update(self, other: "VariantRoute") -> None:
         """Take `other`'s plan, keeping the round-robin credit of targets that stay."""
         self._credit = {k: c for k, c in self._credit.items() if k in other.targets}
         self.targets, self.batch_size = dict(other.targets), other.batch_size
-        self.max_vm_wait_ms, self.spill, self.client_timeout_ms = other.max_vm_wait_ms, other.spill, other.client_timeout_ms
+        self.max_vm_wait_ms, self.spill = other.max_vm_wait_ms, other.spill
+        self.client_timeout_ms, self.slo_ms = other.client_timeout_ms, other.slo_ms
 
 
 def target_capacity_per_s(catalog, model: str, instance_type: str, batch_size: int, count: float = 1.0) -> float:
@@ -103,15 +112,15 @@ def target_capacity_per_s(catalog, model: str, instance_type: str, batch_size: i
 
 
 def routing_table(plan_routes, serving: Mapping[str, Mapping[str, tuple[str, float]]], catalog,
-                  client_timeout_s: float) -> dict[str, VariantRoute]:
+                  client_timeout_s: float, slo_ms: Mapping[str, float] | None = None) -> dict[str, VariantRoute]:
     """Per variant with a planned Route: its targets' capacities and the route's rule.
 
     serving: variant -> {target key: (instance type, count)}: the head with its share as count,
-    each procured VM's Serve app with 1."""
+    each procured VM's Serve app with 1. slo_ms: variant -> the SLO its budget was planned for."""
     out = {}
     for r in plan_routes:
         targets = {key: target_capacity_per_s(catalog, r.model, itype, r.vm_batch_size, n)
                    for key, (itype, n) in serving.get(r.model, {}).items()}
         out[r.model] = VariantRoute(targets, int(r.vm_batch_size), r.max_vm_wait_ms, bool(r.spill),
-                                    client_timeout_s * 1000.0)
+                                    client_timeout_s * 1000.0, (slo_ms or {}).get(r.model))
     return out

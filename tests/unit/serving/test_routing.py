@@ -158,3 +158,12 @@ def test_a_request_spills_exactly_when_the_plans_budget_says():
     out = asyncio.run(go())
     assert [o[1] for o in out] == ["vm"] * 5
     close_router(router)
+
+
+def test_a_stricter_request_slo_shrinks_the_budget_by_the_difference():
+    # Planned for 200 ms with 150 ms of wait (50 ms service); mu 10 req/s: q / 10 s of wait.
+    route = VariantRoute({HEAD: 10.0}, max_vm_wait_ms=150.0, spill=True, slo_ms=200.0)
+    assert route.budget_ms() == route.budget_ms(200.0) == route.budget_ms(500.0) == 150.0
+    assert route.budget_ms(120.0) == 70.0  # 80 ms stricter
+    assert route.admits(0, 120.0) and not route.admits(1, 120.0)  # 0 ms fits 70, 100 ms does not
+    assert not route.admits(0, 0.001)  # an SLO below the service time: no wait fits, not even none
