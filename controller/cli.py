@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     from controller.tuning import command as tune_command
     profile_command.add_parser(sub)
     tune_command.add_parser(sub)
+    from controller import aws_command  # issue 21: aws deploy / destroy
+    aws_command.add_parser(sub)
     return p
 
 
@@ -170,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     from controller.profiler import command as profile_command
     from controller.tuning import command as tune_command
     handlers.update({"profile": profile_command.run, "tune": tune_command.run})
+    from controller import aws_command
+    handlers["aws"] = aws_command.run
     try:
         return handlers[args.command](args)
     except (ConfigError, TraceError, PolicyError, CatalogError, NoFeasibleModel, ValueError) as e:

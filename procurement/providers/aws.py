@@ -149,7 +149,7 @@ class AwsVmProvider:
 
     def __init__(self, deployment_id: str, region: str, catalog: Any, instance_types: list[str], *,
                  ray_head_address: str, ami_id: str | None = None, launch_template: dict | None = None,
-                 user_data_template: str = DEFAULT_USER_DATA, subnet_ids: list[str] | tuple = (),
+                 user_data_template: str | None = DEFAULT_USER_DATA, subnet_ids: list[str] | tuple = (),
                  security_group_ids: list[str] | tuple = (), iam_instance_profile: str | None = None,
                  key_name: str | None = None, pip_spec: str = "hybridserve", max_fallbacks: int = 2,
                  extra_tags: dict[str, str] | None = None, endpoint_url: str | None = None,
@@ -161,7 +161,11 @@ class AwsVmProvider:
         self.deployment_id, self.region = deployment_id, region
         self.catalog, self.instance_types = catalog, list(instance_types)
         self.ray_head_address, self.ami_id, self.launch_template = ray_head_address, ami_id, launch_template
-        self.user_data_template = string.Template(user_data_template)
+        # None: send no user data, so the launch template's (written by `hybridserve aws deploy`:
+        # it installs the deployed wheel and the head's Ray) is what the instance runs.
+        self.user_data_template = string.Template(user_data_template) if user_data_template is not None else None
+        if self.user_data_template is None and not launch_template:
+            raise ValueError("AwsVmProvider without user data needs a launch_template that carries it")
         self.subnet_ids, self.security_group_ids = list(subnet_ids), list(security_group_ids)
         self.iam_instance_profile, self.key_name, self.pip_spec = iam_instance_profile, key_name, pip_spec
         self.max_fallbacks, self.extra_tags = max_fallbacks, dict(extra_tags or {})
@@ -184,7 +188,8 @@ class AwsVmProvider:
         `instance_types` defaults to `provider.vm.instance_types`, else the whole catalog."""
         cfg = AwsProviderConfig.parse(provider_cfg)
         vm = cfg.vm
-        template = DEFAULT_USER_DATA
+        # A launch template carries its own user data (`hybridserve aws deploy` writes it).
+        template = None if vm.launch_template else DEFAULT_USER_DATA
         if vm.user_data_template_path:
             with open(vm.user_data_template_path) as fh:
                 template = fh.read()
@@ -242,7 +247,9 @@ class AwsVmProvider:
                     if _error_code(e) in CAPACITY_CODES:
                         refused.append(f"{it}{' in ' + subnet if subnet else ''} ({_error_code(e)})")
                         continue
-                    self._errors.report(e, f"launch {request_id} {it}", request_id)
+                    hint = (" (no such launch template: run `hybridserve aws deploy` first)"
+                            if _error_code(e).startswith("InvalidLaunchTemplate") else "")
+                    self._errors.report(e, f"launch {request_id} {it}{hint}", request_id)
                     return ""
                 self._by_request[request_id] = vm_id
                 self._launched_s[vm_id] = now_s
@@ -311,11 +318,12 @@ class AwsVmProvider:
         params: dict[str, Any] = dict(
             MinCount=1, MaxCount=1, InstanceType=instance_type,
             ClientToken=_client_token(self.deployment_id, request_id, instance_type),
-            UserData=self.user_data(request_id, instance_type, model),
             InstanceInitiatedShutdownBehavior="terminate",
             MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled"},
             TagSpecifications=[{"ResourceType": "instance", "Tags": tags},
                                {"ResourceType": "volume", "Tags": tags}])
+        if self.user_data_template is not None:
+            params["UserData"] = self.user_data(request_id, instance_type, model)
         if self.launch_template:
             params["LaunchTemplate"] = dict(self.launch_template)
         if self.ami_id:

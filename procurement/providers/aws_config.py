@@ -36,9 +36,12 @@ class AwsVmSettings(_Strict):
     security_group_ids: list[str] = Field(default_factory=list)
     iam_instance_profile: str | None = Field(default=None, description="instance profile name or ARN")
     key_name: str | None = None
-    pip_spec: str = Field(default="hybridserve", description="what user data pip-installs")
+    pip_spec: str = Field(default="hybridserve", description="what the built-in user data pip-installs "
+                          "(without a launch_template; with one, the template's user data, written by "
+                          "`hybridserve aws deploy`, installs the deployed wheel)")
     user_data_template_path: str | None = Field(default=None, description="string.Template file; "
-                                                "default: the template in aws.py")
+                                                "default: the launch template's user data when launch_template "
+                                                "is set, else the template in aws.py")
     instance_types: list[str] = Field(default_factory=list, description="default: vms.instance_types")
     max_fallbacks: int = Field(default=2, ge=0, description="dearer types tried on capacity errors")
 
@@ -71,6 +74,8 @@ class AwsProviderConfig(_Strict):
                                description="tags every resource; one controller per deployment id")
     endpoint_url: str | None = Field(default=None, description="e.g. a moto server; None: AWS")
     tags: dict[str, str] = Field(default_factory=dict, description="extra tags on every instance")
+    artifacts_bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+                                         description="S3 bucket `hybridserve aws deploy` puts the wheel and weights in; None: hybridserve-<account id>-<deployment id>")
     vm: AwsVmSettings
     function: AwsFunctionSettings
     retry: RetrySettings = RetrySettings()

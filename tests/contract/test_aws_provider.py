@@ -189,8 +189,17 @@ def test_providers_build_from_configs_aws_yaml(moto_server, moto_network, moto_r
     vm, fn = providers_from_config(cfg.model_copy(update={"provider": provider}), catalog,
                                    endpoint_url=moto_server.endpoint_url)
     assert vm.instance_types == cfg.vms.instance_types and fn.prewarm_interval_s == cfg.functions.prewarm_interval_s
+    # configs/aws.yaml boots workers from the launch template `hybridserve aws deploy` writes
+    # (tests/contract/test_aws_deploy.py); before a deploy there is none, and the error says so.
+    template = cfg.provider["vm"]["launch_template"]["LaunchTemplateName"]
+    assert vm.user_data_template is None
+    assert vm.launch("req-cfg-0", "c5.large", "inception", T0_S) == ""
+    assert "run `hybridserve aws deploy` first" in vm.poll_errors()[0].message
+    ec2 = boto3.client("ec2", endpoint_url=moto_server.endpoint_url, region_name="us-east-1")
+    ec2.create_launch_template(LaunchTemplateName=template, LaunchTemplateData={"UserData": "IyEvYmluL2Jhc2g="})
     vm_id = vm.launch("req-cfg", "c5.large", "inception", T0_S)
     assert [v.vm_id for v in vm.list(T0_S)] == [vm_id]
+    ec2.delete_launch_template(LaunchTemplateName=template)
     fn.deploy("inception", 1024)
     assert fn.invoke("inception", {"warmup": True}, timeout_s=5).ok
     assert isinstance(fn, AwsFunctionProvider) and vm.poll_errors() == [] and fn.poll_errors() == []
