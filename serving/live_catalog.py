@@ -39,6 +39,11 @@ log = logging.getLogger("hybridserve.catalog")
 
 _MEMORY_GRID_MB = (128, 256, 512, 1024, 1769, 3008)
 _BATCHES = (1, 2, 4, 8)
+_MODEL_HEADER = ["model", "top1_accuracy_pct", "top5_accuracy_pct", "param_mb", "memory_footprint_mb", "cold_start_ms",
+                 "gflops_per_image", "source"]
+# A digits variant's forward pass: an 8x8 input through small dense layers, well under a MFLOP
+# (2 FLOPs a multiply-add); a figure for the catalog's check against the hardware, not a plan input.
+_DIGITS_GFLOPS = 0.001
 _MEASURED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "catalog",
                              "local")
 
@@ -128,7 +133,7 @@ def build_live_catalog(base_dir: str, out_dir: str, variants: list[str], accurac
             ms, load_ms = measure(v)
             models.append({"model": v, "top1_accuracy_pct": 100.0 * accuracy[v], "top5_accuracy_pct": 100.0,
                            "param_mb": 1, "memory_footprint_mb": 64, "cold_start_ms": round(load_ms, 1),
-                           "source": "measured at start"})
+                           "gflops_per_image": _DIGITS_GFLOPS, "source": "measured at start"})
             for t, n in vcpu.items():
                 for b, lat in ms.items():
                     vm_rows.append({"model": v, "instance_type": t, "batch_size": b, "latency_ms": round(lat, 3),
@@ -143,13 +148,16 @@ def build_live_catalog(base_dir: str, out_dir: str, variants: list[str], accurac
         m = rows_for("models.csv", v)
         if not m:
             continue  # not in any catalog: the policy cannot plan it (served from the head only)
-        models.append(dict(m[0], top1_accuracy_pct=100.0 * accuracy.get(v, float(m[0]["top1_accuracy_pct"]) / 100)))
+        row = dict(m[0], top1_accuracy_pct=100.0 * accuracy.get(v, float(m[0]["top1_accuracy_pct"]) / 100))
+        if not row.get("gflops_per_image"):  # the measured rows predate the column: the catalog's figure
+            row["gflops_per_image"] = next((r.get("gflops_per_image") for r in base["models.csv"]
+                                            if r["model"] == v and r.get("gflops_per_image")), "")
+        models.append(row)
         vm_rows += [r for r in rows_for("vm_latency.csv", v) if r["instance_type"] in vcpu]
         fn_rows += rows_for("function_latency.csv", v)
     _write(out_dir, "instance_types.csv", ["instance_type", "vcpu", "memory_mb", "on_demand_usd_per_h",
                                            "spot_usd_per_h", "boot_s_mean", "boot_s_std"], it_rows)
-    _write(out_dir, "models.csv", ["model", "top1_accuracy_pct", "top5_accuracy_pct", "param_mb",
-                                   "memory_footprint_mb", "cold_start_ms", "source"], models)
+    _write(out_dir, "models.csv", _MODEL_HEADER, models)
     _write(out_dir, "vm_latency.csv", ["model", "instance_type", "batch_size", "latency_ms", "max_concurrent_batches",
                                        "measured_concurrent_batches", "source"], vm_rows)
     _write(out_dir, "function_latency.csv", ["model", "memory_mb", "batch_size", "latency_ms", "source"], fn_rows)
@@ -176,8 +184,7 @@ def set_function_cold_start(catalog: Catalog, cold_warm_ms: tuple[float, float],
         if r["model"].startswith("digits-"):
             r["cold_start_ms"] = round(extra_ms, 1)
             r["source"] = f"measured at start; cold start: a local function of {measured_on}"
-    _write(catalog.directory, "models.csv", ["model", "top1_accuracy_pct", "top5_accuracy_pct", "param_mb",
-                                             "memory_footprint_mb", "cold_start_ms", "source"], rows)
+    _write(catalog.directory, "models.csv", _MODEL_HEADER, rows)
     return Catalog(catalog.directory)
 
 
