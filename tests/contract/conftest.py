@@ -294,6 +294,12 @@ def aws_fault():
 
 
 @pytest.fixture
+def queue_lambda_result(moto_server):
+    """`queue_lambda_result(body)`: moto's next Lambda invoke answers `body` instead of the echo."""
+    return lambda body: queue_moto_lambda_result(moto_server, body)
+
+
+@pytest.fixture
 def catalog():
     return _catalog()
 
