@@ -40,7 +40,7 @@ def main():
         body = (f"Full `{trace}` trace, {n:,} requests, SLO {a.slo_ms:g} ms, app "
                 f"`{cfg.apps[0].name}` (accuracy floor {cfg.apps[0].min_accuracy}), seed {cfg.simulator.seed}.\n\n"
                 + markdown_table(rep.table) + "\n\n"
-                + "\n".join(f"Lower bound: {h}" for h in rep.lower_bound_how)
+                + "\n".join(f"References: {h}" for h in rep.lower_bound_how)
                 + f"\n\nSimulator speed (goal >= 250,000 requests/s per policy):\n{speed}\n\n"
                 f"Plots: `out/bench/{trace}-{a.slo_ms:g}ms/` (capacity.png, cost.png, latency_cdf.png).")
         cmd = f"python bench/sim_full_traces.py --traces {trace} --slo-ms {a.slo_ms:g} --policies {a.policies}"

@@ -3,17 +3,34 @@
 By default one request per invocation at a fixed memory (`policy.baseline_function_memory_mb`).
 With `function_batching="uniform"` or `"nonuniform"` (INFless), every 5 minutes the exact
 configuration solver picks memory, batch size and wait (one configuration, or up to three for
-bands of the rate) from the last 10 minutes' per-second arrivals."""
+bands of the rate) from the last 10 minutes' per-second arrivals.
+
+Each class is served by the variant (its pinned `model`, else among every one meeting its floor)
+that is cheapest per request on a function within its SLO."""
 from __future__ import annotations
 
 import numpy as np
 
-from controller.core import Plan, PolicyContext, Route
-from controller.policies.common import FixedSelector, demand_by_model, fixed_models, strictest_slo_ms
+from controller.core import Plan, PolicyContext, PolicyError, Route
+from controller.policies.common import FixedSelector, cheapest_function_memory, demand_by_model, strictest_slo_ms
+from controller.policies.reference_options import candidate_models
 from procurement.function_plan import check_mode, function_configs
 
 RESOLVE_S = 300.0
 HISTORY_S = 600
+
+
+def function_models(ctx: PolicyContext) -> list[int]:
+    """Each class's variant: the one cheapest per request on a function within its SLO."""
+    out = []
+    for c in ctx.classes:
+        costs = [(fn[1], ctx.catalog.model_index[m]) for m in candidate_models(ctx, c)
+                 if (fn := cheapest_function_memory(ctx, m, c.slo_ms)) is not None]
+        if not costs:
+            raise PolicyError(f"lambda-only: no model meets accuracy {c.min_accuracy} within {c.slo_ms:g} ms "
+                              f"on a function (app {c.name!r})")
+        out.append(min(costs)[1])
+    return out
 
 
 class LambdaOnly:
@@ -24,7 +41,7 @@ class LambdaOnly:
         self.ctx = ctx
         extra = dict(ctx.config.policy.model_extra or {})
         self.mode = check_mode(function_batching or extra.get("function_batching", "none"))
-        self.class_models = fixed_models(ctx)
+        self.class_models = function_models(ctx)
         self.models = sorted(set(self.class_models))
         self._selector = FixedSelector(self.class_models)
 

@@ -1,6 +1,7 @@
-"""`mark`: MArk-style procurement (Zhang et al., ATC'19). VMs are bought on a forecast over the
-boot horizon, of the instance type with the lowest cost per request at an SLO-feasible batch;
-requests the VMs cannot take within the SLO go to functions at a fixed 3,008 MB.
+"""`mark`: MArk-style procurement (Zhang et al., ATC'19), as published. VMs are bought on a
+forecast over the boot horizon, of the variant and instance type with the lowest cost per
+request at an SLO-feasible batch (batching as the serving system does); requests the VMs cannot
+take within the SLO go to functions at a fixed 3,008 MB.
 
 The forecast is MArk's simplest: the recent peak of 10-s mean rates, extrapolated along the
 last five minutes' linear trend to the end of the boot horizon.
@@ -9,24 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from controller.core import PolicyError, SetFunctionConfig
-from controller.policies.common import cheapest_vm_sizing, spill_route
+from controller.core import SetFunctionConfig
+from controller.policies.common import spill_route
 from controller.policies.reactive import VmReactive
 
 
 class Mark(VmReactive):
     name = "mark"
     spill = True
-    batching = True
 
     def __init__(self, ctx):
-        super().__init__(ctx)
-        for j in self.models:
-            name = ctx.catalog.models[j].name
-            s = cheapest_vm_sizing(ctx, name, self.slo[j], batching=True)
-            if s is None:
-                raise PolicyError(f"mark: {name} cannot meet {self.slo[j]:g} ms on any allowed type")
-            self.sizing[j] = s
+        super().__init__(ctx)  # the variant and type cheapest per request, with batching
         boots = [ctx.catalog.instance_type(s.instance_type).boot_s_mean for s in self.sizing.values()]
         self.horizon_s = max(boots) + self.p.control_interval_s
 

@@ -1,19 +1,24 @@
-"""`oracle`: a clairvoyant, feasible policy: the practical floor policies are measured against.
+"""`oracle`: the offline optimum, run through the simulator like any policy.
 
 It sees the whole future trace (the shell hands it over through `see_future`; no other policy
-gets it) and, per model:
-1. turns the rate into VM demand d(t) = lambda(t) / (capacity x target utilization) of the
-   cheapest-per-request VM type at an SLO-feasible batch, smoothed by a +-2 s max for the
-   Poisson spread inside seconds;
-   (each allowed type is planned this way and the cheapest whole plan is kept);
-2. cuts d into unit levels (the k-th VM is busy while d > k-1) and each level into busy runs,
-   merging gaps shorter than the billing minimum (an idle VM is cheaper than a relaunch then);
-3. keeps a VM for a run only if it pays for itself: its cost, boot lead and 60-s minimum
-   included, is below what functions would charge for the same requests;
-4. launches each kept VM one boot time (mean + 3 sd) before its run, ready at t = 0 for runs
-   that start the trace, and terminates it when the run ends;
-5. sends the rest to functions at their cheapest SLO-feasible memory, with a warm pool sized
-   ahead of time to the coming function concurrency, so users rarely meet a cold start.
+gets it) and, per query class:
+1. for every variant the class may be served by (its pinned `model`, else every variant meeting
+   its floor) and every VM batch size (`reference_options.planned_vm_groups`: the simulator's
+   pool runs one per model), solves the LP relaxation of the time-indexed MILP of
+   `controller.policies.offline_optimum` (VM counts per type per billing window, launched one
+   boot lead ahead and billed from launch, functions for the rest);
+2. solves the MILPs in order of their relaxations, stopping once a relaxation is no cheaper than
+   the best plan found (a relaxation is a lower bound of its MILP, so the plan kept is the
+   cheapest over every variant and batch size);
+3. executes it: each VM launched at its planned time and terminated at the end of its last
+   window; requests go to the VMs while the wait fits the SLO, the rest to the function at its
+   planned memory, its warm pool sized ahead of each window to the planned concurrency (plus
+   three Poisson standard deviations) so users rarely meet a cold start.
+
+The MILP's objective, dual bound, gap and status are kept in `solutions` for the report.
+Settings (policy extras or keyword arguments): `oracle_window_s` (default: 60 s, coarser on
+traces so long that more than `MAX_WINDOWS` windows would be needed), `oracle_time_limit_s`
+per MILP (default 50 s), `oracle_mip_rel_gap` (default 1e-3).
 """
 from __future__ import annotations
 
@@ -22,148 +27,168 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from controller.core import LaunchVm, Plan, PolicyError, SetFunctionConfig, TerminateVm
-from controller.policies.common import (FixedSelector, cheapest_function_memory, cheapest_vm_sizing,
-                                        fixed_models, spill_route, strictest_slo_ms, vm_sizing)
+from controller.core import LaunchVm, Plan, PolicyError, Route, SetFunctionConfig, TerminateVm
+from controller.policies.common import FixedSelector
+from controller.policies.offline_optimum import ClassPlan, Settings, solve_class, vm_intervals
+from controller.policies.reference_options import candidate_models, planned_function, planned_vm_groups
 
-WARM_LOOKAHEAD_S = 60
 MAX_TICK_S = 30
+MAX_WINDOWS = 1200  # windows per class beyond which they are made coarser (solve time)
 
 
 @dataclass
 class OracleState:
-    next_event: int = 0  # index into the sorted event list
+    launched: set = field(default_factory=set)
     ended: set = field(default_factory=set)
 
 
-def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end (exclusive) indices of the True runs of a boolean array."""
-    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+def default_window_s(horizon_s: int, minimum_s: float) -> int:
+    """60 s (or the billing minimum, if longer), widened in whole minutes to keep at most
+    MAX_WINDOWS windows."""
+    base = max(60, int(math.ceil(minimum_s)))
+    return base * max(1, math.ceil(horizon_s / (base * MAX_WINDOWS)))
+
+
+def plan_class(ctx, cls, demand_per_s: np.ndarray, st: Settings) -> tuple[ClassPlan, list[ClassPlan]]:
+    """The cheapest plan for one class on one variant at one VM batch size, and every
+    relaxation solved on the way (one per variant and batch group)."""
+    relaxed = []
+    for model in candidate_models(ctx, cls):
+        fn = planned_function(ctx, model, cls.slo_ms)
+        groups = planned_vm_groups(ctx, model, cls.slo_ms) or ([[]] if fn is not None else [])
+        for choices in groups:
+            relaxed.append(solve_class(demand_per_s, model, choices, fn, st, integer=False))
+    if not relaxed:
+        raise PolicyError(f"oracle: no variant serves app {cls.name!r} within {cls.slo_ms:g} ms "
+                          f"at accuracy {cls.min_accuracy}")
+    best = None
+    for lp in sorted(relaxed, key=lambda p: p.objective_usd):
+        if best is not None and lp.objective_usd >= best.objective_usd * (1 - 1e-9):
+            break
+        plan = solve_class(demand_per_s, lp.model, list(lp.choices), lp.function, st, integer=True)
+        if best is None or plan.objective_usd < best.objective_usd:
+            best = plan
+    return best, relaxed
 
 
 class Oracle:
     name = "oracle"
     clairvoyant = True
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, oracle_window_s: int | None = None, oracle_time_limit_s: float | None = None,
+                 oracle_mip_rel_gap: float | None = None):
         self.ctx = ctx
         self.p = ctx.config.policy
-        self.class_models = fixed_models(ctx)
-        self.models = sorted(set(self.class_models))
+        extra = dict(self.p.model_extra or {})
+        self._window_s = oracle_window_s or extra.get("oracle_window_s")
+        self._time_limit_s = float(oracle_time_limit_s or extra.get("oracle_time_limit_s", 50.0))
+        self._gap = float(oracle_mip_rel_gap or extra.get("oracle_mip_rel_gap", 1e-3))
+        for c in ctx.classes:  # fail fast, before the trace is seen
+            if not any(planned_vm_groups(ctx, m, c.slo_ms) or planned_function(ctx, m, c.slo_ms)
+                       for m in candidate_models(ctx, c)):
+                raise PolicyError(f"oracle: no variant serves app {c.name!r} within {c.slo_ms:g} ms "
+                                  f"at accuracy {c.min_accuracy}")
+        # Until the future is seen: each class on its first candidate (replaced in see_future).
+        self.class_models = [ctx.catalog.model_index[candidate_models(ctx, c)[0]] for c in ctx.classes]
         self._selector = FixedSelector(self.class_models)
-        self.sizing, self.fn = {}, {}
-        for j in self.models:
-            name = ctx.catalog.models[j].name
-            slo = strictest_slo_ms(ctx, self.class_models, j)
-            self.sizing[j] = cheapest_vm_sizing(ctx, name, slo, batching=True)
-            self.fn[j] = cheapest_function_memory(ctx, name, slo)
-            if self.sizing[j] is None and self.fn[j] is None:
-                raise PolicyError(f"oracle: nothing serves {name} within {slo:g} ms")
-        self.vm_intervals: list[tuple[int, int, int, int]] = []  # (launch_s, end_s, model, level)
-        self.fn_conc: dict[int, np.ndarray] = {}
+        self.solutions: list[ClassPlan] = []
+        self.relaxations: list[list[ClassPlan]] = []
+        self.intervals: list[tuple[int, int, int, str, str]] = []  # launch, end, id, model, type
+        self.routes_: tuple[Route, ...] = ()
+        self.fn_pool: dict[str, np.ndarray] = {}  # model -> warm pool per window
+        self.fn_memory: dict[str, int] = {}
+        self.window_s = 60
+        self._seen = None
 
     def selector(self):
         return self._selector
 
-    def _plan_type(self, lam: np.ndarray, sz, fn_cost: float):
-        """VM intervals for one instance type, the rate they serve, and the total $ (VMs plus
-        functions for the rest)."""
-        it = self.ctx.catalog.instance_type(sz.instance_type)
-        minimum_s = self.ctx.config.vms.billing_minimum_s
-        cap = sz.capacity_per_s * self.p.target_utilization
-        smooth = lam.copy()
-        for k in (1, 2):
-            smooth[k:] = np.maximum(smooth[k:], lam[:-k])
-            smooth[:-k] = np.maximum(smooth[:-k], lam[k:])
-        d = smooth / cap
-        lead = int(math.ceil(it.boot_s_mean + 3 * it.boot_s_std))
-        intervals, vm_lam, vm_usd_total = [], np.zeros(len(lam)), 0.0
-        for level in range(1, int(math.ceil(d.max())) + 1):
-            frac = np.clip(d - (level - 1), 0.0, 1.0)
-            starts, ends = _runs(frac > 0)
-            if not len(starts):
-                break
-            # Merge runs separated by less than the billing minimum.
-            keep = np.concatenate([[True], starts[1:] - ends[:-1] > minimum_s])
-            starts, ends = starts[keep], np.append(ends[np.flatnonzero(keep)[1:] - 1], ends[-1])
-            csum = np.concatenate([[0.0], np.cumsum(frac * cap)])
-            for a, b in zip(starts.tolist(), ends.tolist()):
-                launch = 0 if a == 0 else max(1, a - lead)
-                vm_usd = it.on_demand_usd_per_h / 3600.0 * max(minimum_s, b - launch)
-                if vm_usd < (csum[b] - csum[a]) * fn_cost:
-                    intervals.append((launch, b, level))
-                    vm_lam[a:b] += frac[a:b] * cap
-                    vm_usd_total += vm_usd
-        served = np.minimum(lam, vm_lam)
-        fn_usd = float((lam - served).sum()) * (fn_cost if math.isfinite(fn_cost) else 1e9)
-        return intervals, served, vm_usd_total + fn_usd
+    def settings(self, horizon_s: int) -> Settings:
+        sim = self.ctx.config.simulator
+        minimum = self.ctx.config.vms.billing_minimum_s
+        w = int(self._window_s) if self._window_s else default_window_s(horizon_s, minimum)
+        if w < minimum:
+            raise PolicyError(f"oracle_window_s {w} is below the billing minimum {minimum:g} s")
+        return Settings(window_s=w, utilization=self.p.target_utilization, warm_start=sim.warm_start,
+                        ping_usd_per_s=0.0, time_limit_s=self._time_limit_s, mip_rel_gap=self._gap)
 
     def see_future(self, counts: np.ndarray, class_shares: np.ndarray) -> None:
+        if self.solutions and self._seen is counts:  # solved already (the shell may time the solve first)
+            return
+        self._seen = counts
         T = len(counts)
-        fp = self.ctx.config.functions
-        for j in self.models:
-            name = self.ctx.catalog.models[j].name
-            slo = strictest_slo_ms(self.ctx, self.class_models, j)
-            lam = counts * sum(s for s, m in zip(class_shares, self.class_models) if m == j)
-            fn = self.fn[j]
-            fn_cost = fn[1] if fn else math.inf
-            best = ([], np.zeros(T), float((lam.sum()) * fn_cost) if fn else math.inf, None)
-            for t in self.ctx.config.vms.instance_types:
-                sz = vm_sizing(self.ctx, name, t, slo, batching=True)
-                if sz is None:
-                    continue
-                plan = self._plan_type(lam, sz, fn_cost)
-                if plan[2] < best[2]:
-                    best = (*plan, sz)
-            intervals, vm_lam, _, sz = best
-            if sz is not None:
-                self.sizing[j] = sz
-            self.vm_intervals += [(s, e, j, lvl) for s, e, lvl in intervals]
-            if fn is not None:
-                dur_s = (self.ctx.catalog.function_profile(name).latency_ms(fn[0]) + fp.invoke_overhead_ms) / 1000.0
-                conc = np.maximum(0.0, lam - vm_lam) * dur_s
-                need = np.ceil(conc + 3.0 * np.sqrt(conc))
-                # The pool must cover the coming minute: a running max over the lookahead.
-                ahead = need.copy()
-                for k in range(1, WARM_LOOKAHEAD_S):
-                    ahead[:-k] = np.maximum(ahead[:-k], need[k:])
-                self.fn_conc[j] = ahead.astype(np.int64)
-        self.vm_intervals.sort()
-        self._ends = sorted((e, j, lvl, s) for s, e, j, lvl in self.vm_intervals)
-        self._times = sorted({s for s, *_ in self.vm_intervals} | {e for _, e, *_ in self.vm_intervals})
+        st = self.settings(T)
+        self.window_s = st.window_s
+        cat = self.ctx.catalog
+        models, batch, slo, fn_by_model = [], {}, {}, {}
+        pool: dict[str, np.ndarray] = {}
+        for c, cls in enumerate(self.ctx.classes):
+            demand = counts.astype(float) * float(class_shares[c])
+            plan, relaxed = plan_class(self.ctx, cls, demand, st)
+            self.solutions.append(plan)
+            self.relaxations.append(relaxed)
+            m = plan.model
+            models.append(cat.model_index[m])
+            slo[m] = min(slo.get(m, math.inf), cls.slo_ms)
+            for launch, end, k in vm_intervals(plan, T, st.warm_start):
+                ch = plan.choices[k]
+                self.intervals.append((launch, end, len(self.intervals), m, ch.instance_type))
+                batch[m] = min(batch.get(m, 10**9), ch.batch_size)
+            if plan.function is not None:
+                fn_by_model[m] = plan.function
+                a = np.maximum(plan.fn_instances, 0.0)
+                # Ping price per instance (1 ms every prewarm interval) is too small to plan
+                # with; the pool covers the planned concurrency plus its Poisson spread.
+                need = np.ceil(a + 3.0 * np.sqrt(a) - 1e-9)
+                pool[m] = pool.get(m, 0) + need
+        self.class_models = models
+        self._selector = FixedSelector(models)
+        routes = []
+        for m in sorted(set(cat.models[j].name for j in models)):
+            b = batch.get(m, 1)
+            # The spill budget leaves room for the slowest type's batch (all run one batch size).
+            service = max((cat.vm_profile(m, t).latency_at(b) for *_x, mm, t in self.intervals if mm == m),
+                          default=0.0)
+            spill = m in fn_by_model
+            routes.append(Route(m, b, max(0.0, slo[m] - service) if spill else None, spill=spill))
+        self.routes_ = tuple(routes)
+        self.fn_memory = {m: f.memory_mb for m, f in fn_by_model.items()}
+        self.fn_pool = {m: np.asarray(v, dtype=np.int64) for m, v in pool.items()}
+        self.intervals.sort()
+        self._ends = sorted((e, i) for _l, e, i, *_r in self.intervals)
+        times = {l for l, *_r in self.intervals} | {e for _l, e, *_r in self.intervals}
+        times |= set(range(0, T, st.window_s))
+        self._times = sorted(times)
 
     def initial_state(self, ctx, rng):
         return OracleState()
 
-    def _rid(self, launch_s, j, level):
-        return f"oracle-{j}-{level}-{launch_s}"
-
     def decide(self, obs, state: OracleState, rng):
         now = int(obs.now_s)
-        launches = [LaunchVm(self._rid(s, j, lvl), self.sizing[j].instance_type, self.ctx.catalog.models[j].name)
-                    for s, e, j, lvl in self.vm_intervals if s <= now < e and self._rid(s, j, lvl) not in state.ended]
         by_rid = {v.request_id: v.vm_id for v in obs.vms}
-        terms = []
-        for e, j, lvl, s in self._ends:
-            if e > now:
+        launches, terms = [], []
+        for launch, end, i, m, t in self.intervals:
+            if launch > now:
                 break
-            rid = self._rid(s, j, lvl)
+            rid = f"oracle-{i}"
+            if now < end and rid not in state.launched:
+                launches.append(LaunchVm(rid, t, m))
+                state.launched.add(rid)
+        for end, i in self._ends:
+            if end > now:
+                break
+            rid = f"oracle-{i}"
+            if rid in state.ended:
+                continue
             if rid in by_rid:
                 terms.append(TerminateVm(by_rid[rid]))
             state.ended.add(rid)
-        launches = [l for l in launches if l.request_id not in by_rid]
-        fns, routes = [], []
-        for j in self.models:
-            name = self.ctx.catalog.models[j].name
-            slo = strictest_slo_ms(self.ctx, self.class_models, j)
-            fn = self.fn[j]
-            if fn:
-                conc = self.fn_conc[j]
-                fns.append(SetFunctionConfig(name, fn[0], int(conc[min(now, len(conc) - 1)])))
-            routes.append(spill_route(name, slo, self.sizing[j],
-                                      0.0 if not fn else self.ctx.catalog.function_profile(name).latency_ms(fn[0])))
-        i = np.searchsorted(self._times, now, side="right")
+        w = now // self.window_s
+        fns = []
+        for m, mem in self.fn_memory.items():
+            pool = self.fn_pool[m]
+            fns.append(SetFunctionConfig(m, mem, int(pool[min(w, len(pool) - 1)]) if len(pool) else 0))
+        i = int(np.searchsorted(self._times, now, side="right"))
         nxt = self._times[i] if i < len(self._times) else math.inf
-        return Plan(tuple(launches), tuple(terms), tuple(fns), tuple(routes),
+        return Plan(tuple(launches), tuple(terms), tuple(fns), self.routes_,
                     float(min(nxt, now + MAX_TICK_S))), state

@@ -1,6 +1,12 @@
 """Reactive baselines: `vm-reactive` (a standard autoscaler: VMs only, sized on the current load
 with headroom, scaled down after a delay) and `spock` (the same VMs, with overflow spilled to
-functions while VMs boot, as Spock does)."""
+functions while VMs boot, as Spock does).
+
+Both in their strongest standard form (issue 18): each class served by the variant (among those
+it may be served by: its pinned `model`, else every one meeting its floor) and on the instance
+type an operator would configure such an autoscaler with, the one cheapest per request at the
+planned utilisation, batching as the serving system does (the largest batch within half the SLO).
+"""
 from __future__ import annotations
 
 import math
@@ -8,9 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from controller.core import LaunchVm, Plan, PolicyContext, Route, SetFunctionConfig, TerminateVm
-from controller.policies.common import (FixedSelector, demand_by_model, fixed_models, spill_route,
-                                        strictest_slo_ms, terminate_order, vm_sizing)
+from controller.core import LaunchVm, Plan, PolicyContext, PolicyError, Route, SetFunctionConfig, TerminateVm
+from controller.policies.common import (FixedSelector, cheapest_vm_sizing, demand_by_model, spill_route,
+                                        strictest_slo_ms, terminate_order)
+from controller.policies.reference_options import candidate_models
 
 RATE_WINDOW_S = 30  # the load a reactive autoscaler reacts to: the mean of the last 30 s
 
@@ -22,26 +29,43 @@ class ScalerState:
     recent: np.ndarray | None = None  # last RATE_WINDOW_S seconds of demand per model
 
 
+def vm_baseline_models(ctx: PolicyContext, policy: str) -> list[int]:
+    """Each class's variant for a VM baseline: of those it may be served by, the one whose
+    cheapest SLO-feasible VM (batching, half the SLO for the batch) is cheapest per request."""
+    out = []
+    for c in ctx.classes:
+        best = None
+        for m in candidate_models(ctx, c):
+            s = cheapest_vm_sizing(ctx, m, c.slo_ms, batching=True)
+            if s is None:
+                continue
+            usd = ctx.catalog.instance_type(s.instance_type).on_demand_usd_per_h / s.capacity_per_s
+            if best is None or usd < best[0]:
+                best = (usd, ctx.catalog.model_index[m])
+        if best is None:
+            raise PolicyError(f"{policy}: no model meets accuracy {c.min_accuracy} within {c.slo_ms:g} ms "
+                              f"on an allowed instance type (app {c.name!r})")
+        out.append(best[1])
+    return out
+
+
 class VmReactive:
     name = "vm-reactive"
     clairvoyant = False
     spill = False
-    batching = False
 
     def __init__(self, ctx: PolicyContext):
         self.ctx = ctx
         self.p = ctx.config.policy
-        self.class_models = fixed_models(ctx)
+        self.class_models = vm_baseline_models(ctx, self.name)
         self.models = sorted(set(self.class_models))
         self.slo = {j: strictest_slo_ms(ctx, self.class_models, j) for j in self.models}
         self.sizing = {}
         for j in self.models:
             name = ctx.catalog.models[j].name
-            s = vm_sizing(ctx, name, self.p.baseline_instance_type, self.slo[j], self.batching)
+            s = cheapest_vm_sizing(ctx, name, self.slo[j], batching=True)
             if s is None:
-                from controller.core import PolicyError
-                raise PolicyError(f"{self.name}: {name} cannot meet {self.slo[j]:g} ms on "
-                                  f"{self.p.baseline_instance_type}")
+                raise PolicyError(f"{self.name}: {name} cannot meet {self.slo[j]:g} ms on any allowed type")
             self.sizing[j] = s
         self._selector = FixedSelector(self.class_models)
 

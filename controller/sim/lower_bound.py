@@ -1,37 +1,175 @@
-"""`lower-bound`: computed, not simulated.
+"""`lower-bound`: the LP relaxation of the offline optimum's problem, per second: a floor no
+policy that serves every request within its SLO can go below in the simulator.
 
-Every request is charged the cheapest cost per request that any resource in the catalog reaches
-within its class's SLO for any model meeting the class's accuracy floor: a VM type at full
-utilization with its best SLO-feasible batch (price / 3600 / (concurrency x batch / latency)),
-or a warm function at its best memory. No boot delay, billing minimum, queueing or cold start.
-No policy that serves every request within its floor can cost less.
+The problem (one query class; per-second demand d_s from the trace, s = 0..T-1):
+  y_s >= 0   VM capacity ready at second s (req/s; fractional VMs)
+  z_s >= y_s - y_(s-1), >= 0     capacity that became ready at s (s >= 1; at a warm start the
+                                 capacity of second 0 is ready at once, else z_0 >= y_0)
+  f_s in [0, d_s]                requests of second s served by functions
+  B_s >= B_(s-1) + (d_s - f_s) - y_s, >= 0     the VM queue's backlog at the end of second s
+  B_s <= slo * y_s + 1           what an SLO-bound queue may hold
+  C   >= a (sum_s y_s + boot sum_s z_s)  and  C >= 60 a (y_0 + sum_s z_s)
+  minimise C + f sum_s f_s
+
+Why no policy run through the simulator can cost less (every request within its SLO, one class):
+1. VM capacity. A VM of type t serving variant m within the SLO runs batches whose latency fits
+   the SLO (a longer batch serves none of its requests in time), so it drains at most
+   cap(m, t) = max over such batches of concurrency x batch / latency requests per second.
+   All choices share the shortest boot the simulator can draw (5 s x slow_boot_factor) and the
+   same billing rules, so every cost term below is proportional to a = price / cap: in the LP,
+   capacity of any (variant, type) can be swapped for capacity of the one with the least a at no
+   more cost. The floor prices all VM capacity at that least a (per req/s per second).
+2. VM cost. A VM's bill is price x max(60 s, lifetime), lifetime = boot + time ready. Summed over
+   VMs, time ready x cap is sum_s y_s and the number of VMs is at least the capacity that ever
+   became ready (sum_s z_s, plus y_0), so the bill is at least both terms of C. A VM terminated
+   before it is ready only adds cost.
+3. Queueing. The simulator's VM pool is a fluid queue draining y_s per second; it admits a
+   request only while the backlog it finds is at most the route's wait budget (below the SLO)
+   times the drain rate, and the backlog grows by one per admitted request: hence the two
+   backlog rows. Arrivals inside a second are bunched or spread as they come; counting them by
+   the second can only let the floor serve more.
+4. Functions. Each function-served request pays at least f, the least $ per request of any
+   memory, any batch whose execution fits the SLO and the partition planner's chain
+   (`reference_options.floor_function_usd`); cold starts and warm-up pings only add.
+5. Variants. Every variant meeting the floor enters through 1 and 4, so the floor has every
+   freedom any policy has.
+Hence every policy's run is a feasible point of this LP at no less cost, and the LP's optimum is
+below it. It is also a relaxation of the optimum's MILP (`controller.policies.offline_optimum`):
+that plan's VMs have less capacity (target utilisation, a batch fitting half the SLO), are
+launched earlier (a longer lead), are integer and constant over each window; its functions pay at
+least f. So lower-bound <= optimum by construction.
+
+Several classes: each is bounded apart and the bounds added, without the start and minimum terms
+(VMs shared by classes could start fewer times than the classes' separate fleets), so the sum
+stays a floor.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from controller.policies.common import cheapest_function_memory
+import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse import coo_matrix
 
-
-def cheapest_per_request_usd(ctx, slo_ms: float, min_accuracy: float) -> tuple[float, str]:
-    best = (math.inf, "")
-    types = ctx.config.vms.instance_types
-    for m in ctx.catalog.models_meeting(min_accuracy):
-        for t in types:
-            r = ctx.catalog.vm_cost_per_request_usd(m.name, t, slo_ms, spot=ctx.config.vms.allow_spot)
-            if r and r[0] < best[0]:
-                best = (r[0], f"{m.name} on {t} (batch {r[1]})")
-        fn = cheapest_function_memory(ctx, m.name, slo_ms)
-        if fn and fn[1] < best[0]:
-            best = (fn[1], f"{m.name} on a {fn[0]} MB function")
-    return best
+from controller.policies.reference_options import candidate_models, floor_function_usd, physical_vm_choices
 
 
-def lower_bound_usd(ctx, class_requests: list[int]) -> tuple[float, list[str]]:
-    """Total $ for `class_requests[c]` requests of each class, and what priced each class."""
+@dataclass(frozen=True)
+class ClassBound:
+    name: str
+    usd: float
+    vm: str  # what priced VM capacity
+    function: str  # what priced function requests
+    status: str
+
+
+def floor_prices(ctx, cls):
+    """(a $ per req/s-second, the VmChoice, f $ per request, the function's variant)."""
+    best_vm, best_fn = None, (math.inf, "")
+    for m in candidate_models(ctx, cls):
+        for ch in physical_vm_choices(ctx, m, cls.slo_ms):
+            a = ch.usd_per_s / ch.capacity_per_s
+            if best_vm is None or a < best_vm[0]:
+                best_vm = (a, ch)
+        f = floor_function_usd(ctx, m, cls.slo_ms)
+        if f < best_fn[0]:
+            best_fn = (f, m)
+    return (best_vm or (math.inf, None)) + best_fn
+
+
+CHUNK_S = 3600  # the LP is solved an hour at a time (see the module docstring)
+
+
+def class_bound(demand_per_s: np.ndarray, a_usd: float, boot_s: float, minimum_s: float, fn_usd: float,
+                slo_s: float, warm_start: bool = True, starts: bool = True) -> tuple[float, str]:
+    """The LP above for one class, hour by hour; returns ($, HiGHS status)."""
+    d = np.asarray(demand_per_s, dtype=float)
+    if len(d) == 0 or d.sum() == 0:
+        return 0.0, "empty"
+    if not math.isfinite(a_usd) and not math.isfinite(fn_usd):
+        return math.inf, "infeasible: nothing serves this class"
+    total, statuses = 0.0, set()
+    for c0 in range(0, len(d), CHUNK_S):
+        usd, status = _chunk(d[c0:c0 + CHUNK_S], a_usd, boot_s, minimum_s, fn_usd, slo_s,
+                             free_start=(c0 > 0 or warm_start), starts=starts)
+        total += usd
+        statuses.add(status)
+    return total, ", ".join(sorted(statuses))
+
+
+def _chunk(d, a_usd, boot_s, minimum_s, fn_usd, slo_s, free_start: bool, starts: bool):
+    T = len(d)
+    if d.sum() == 0:
+        return 0.0, "optimal"
+    has_vm, has_fn = math.isfinite(a_usd), math.isfinite(fn_usd)
+    m = max(0, int(math.ceil(minimum_s - boot_s)))  # seconds a started VM is paid for at least
+    # Columns: y (T), Z (T) capacity started up to s (cumulative: sum of the z above), P (T)
+    # capacity paid at s, f (T), B (T). P_s >= y_s (ready capacity is paid) and
+    # P_s >= Z_s - Z_(s-m) (capacity started within the last m = minimum - boot seconds is paid
+    # whether still ready or not): each VM's bill, boot + max(m, time ready), is at least what
+    # the LP charges it; the LP's bill is a P + a boot Z_(T-1).
+    oy, oZ, oP, of, ob = 0, T, 2 * T, 3 * T, 4 * T
+    nv = 5 * T
+    s = np.arange(T)
+    ent_r, ent_c, ent_v = [], [], []
+
+    def put(r, col, v):
+        ent_r.append(np.asarray(r)), ent_c.append(np.asarray(col)), ent_v.append(np.broadcast_to(v, np.shape(col)))
+
+    # Rows 0..T-1: Z_s - Z_(s-1) - y_s + y_(s-1) >= 0 (what became ready; row 0: Z_0 - y_0 >= 0
+    # unless the chunk starts with its capacity ready, then Z_0 >= 0 only).
+    put(s, oZ + s, 1.0), put(s[1:], oZ + s[:-1], -1.0), put(s[1:], oy + s[1:], -1.0), put(s[1:], oy + s[:-1], 1.0)
+    if not free_start:
+        put([0], [oy], -1.0)
+    # Rows T..2T-1: P_s - y_s >= 0.  Rows 2T..3T-1: P_s - Z_s + Z_(s-m) >= 0.
+    put(T + s, oP + s, 1.0), put(T + s, oy + s, -1.0)
+    put(2 * T + s, oP + s, 1.0)
+    if starts and m:
+        put(2 * T + s, oZ + s, -1.0)
+        put(2 * T + s[m:], oZ + s[:T - m], 1.0)
+    # Rows 3T..4T-1: B_s - B_(s-1) + f_s + y_s >= d_s.  Rows 4T..5T-1: B_s - slo y_s <= 1.
+    put(3 * T + s, ob + s, 1.0), put(3 * T + s, of + s, 1.0), put(3 * T + s, oy + s, 1.0)
+    put(3 * T + s[1:], ob + s[:-1], -1.0)
+    put(4 * T + s, ob + s, 1.0), put(4 * T + s, oy + s, -slo_s)
+    # Rows 5T..6T-2: Z_s - Z_(s-1) >= 0 (capacity started never un-starts).
+    put(5 * T + s[1:] - 1, oZ + s[1:], 1.0), put(5 * T + s[1:] - 1, oZ + s[:-1], -1.0)
+    lo = np.concatenate([np.zeros(3 * T), d, np.full(T, -np.inf), np.zeros(T - 1)])
+    hi = np.concatenate([np.full(4 * T, np.inf), np.ones(T), np.full(T - 1, np.inf)])
+    A = coo_matrix((np.concatenate(ent_v), (np.concatenate(ent_r), np.concatenate(ent_c))),
+                   shape=(6 * T - 1, nv)).tocsr()
+    c = np.zeros(nv)
+    if has_vm:
+        c[oP:oP + T] = a_usd
+        c[oZ + T - 1] = a_usd * boot_s if starts else 0.0  # Z at the end: all capacity started
+    c[of:of + T] = fn_usd if has_fn else 0.0
+    upper = np.full(nv, np.inf)
+    upper[of:of + T] = d if has_fn else 0.0
+    if not has_vm:  # nothing queues without a VM (the simulator admits nothing to an empty pool)
+        upper[oy:oy + T] = 0.0
+        upper[ob:ob + T] = 0.0
+    # Prices per request-second are ~1e-9 $: below HiGHS's tolerances (1e-7) unless scaled.
+    scale = float(np.abs(c).max()) or 1.0
+    res = milp(c / scale, bounds=Bounds(np.zeros(nv), upper), constraints=LinearConstraint(A, lo, hi),
+               options={"presolve": True})
+    if res.x is None:
+        return math.inf, f"failed: {res.message}"
+    return float(res.fun) * scale, "optimal" if res.status == 0 else f"status {res.status}: {res.message}"
+
+
+def lower_bound_usd(ctx, class_demand: list[np.ndarray]) -> tuple[float, list[ClassBound]]:
+    """The floor for each class's per-second demand (`class_demand[c]`), and what priced it."""
+    cfg = ctx.config
+    boot = 5.0 * cfg.simulator.faults.slow_boot_factor  # FakeVmProvider: max(5 s, normal) x factor
+    several = len(ctx.classes) > 1
     total, how = 0.0, []
-    for c, n in zip(ctx.classes, class_requests):
-        per_req, what = cheapest_per_request_usd(ctx, c.slo_ms, c.min_accuracy)
-        total += n * per_req if n else 0.0
-        how.append(f"{c.name}: {what} at ${per_req:.3g}/request")
+    for cls, d in zip(ctx.classes, class_demand):
+        a, ch, f, fm = floor_prices(ctx, cls)
+        usd, status = class_bound(d, a, boot, cfg.vms.billing_minimum_s, f, cls.slo_ms / 1000.0,
+                                  cfg.simulator.warm_start, starts=not several)
+        vm = (f"{ch.model} on {ch.instance_type} (batch {ch.batch_size}, {ch.capacity_per_s:,.0f} req/s) at "
+              f"${a * 1e6:.4g} per million requests at full use") if ch else "no VM fits the SLO"
+        fn = f"{fm} at ${f * 1e6:.4g} per million requests" if math.isfinite(f) else "no function fits the SLO"
+        how.append(ClassBound(cls.name, usd, vm, fn, status))
+        total += usd
     return total, how

@@ -1,5 +1,9 @@
-"""The simulator's report: a table per policy (plus the lower bound) printed, written as CSV,
-and PNG plots (arrival rate vs VM capacity, cost over time, latency CDF)."""
+"""The simulator's report: a table per policy (plus the LP floor) printed, written as CSV, and
+PNG plots (arrival rate vs VM capacity, cost over time, latency CDF).
+
+Every policy's cost is shown as a multiple of both references: `cost_x_oracle` of the offline
+optimum's simulated cost (`oracle`, when it ran) and `cost_x_lower_bound` of the LP floor
+(controller/sim/lower_bound.py); `variants` names the variants each policy served."""
 from __future__ import annotations
 
 import csv
@@ -12,7 +16,7 @@ from controller.sim.results import HIST_BINS, RunResult, hist_upper_edge_ms
 COLUMNS = ["policy", "total_cost_usd", "vm_cost_usd", "function_cost_usd", "cost_x_lower_bound",
            "cost_x_oracle", "slo_violation_pct", "p50_ms", "p95_ms", "p99_ms", "mean_accuracy_pct",
            "meets_floor_and_slo_pct", "vm_share_pct", "function_share_pct", "cold_starts", "dropped",
-           "requests", "cost_per_million_usd", "sim_requests_per_s"]
+           "requests", "cost_per_million_usd", "variants", "sim_requests_per_s"]
 
 
 def rows(results: list[RunResult], lower_bound_usd: float) -> list[dict]:
@@ -31,19 +35,20 @@ def rows(results: list[RunResult], lower_bound_usd: float) -> list[dict]:
 def format_table(table: list[dict]) -> str:
     cols = ["policy", "total_cost_usd", "vm_cost_usd", "function_cost_usd", "cost_x_lower_bound",
             "cost_x_oracle", "slo_violation_pct", "p50_ms", "p95_ms", "p99_ms", "mean_accuracy_pct",
-            "vm_share_pct", "function_share_pct", "cold_starts", "dropped"]
-    heads = ["policy", "cost $", "VM $", "fn $", "x LB", "x oracle", "viol %", "p50 ms", "p95 ms",
-             "p99 ms", "acc %", "VM %", "fn %", "cold", "dropped"]
+            "vm_share_pct", "function_share_pct", "cold_starts", "dropped", "variants"]
+    heads = ["policy", "cost $", "VM $", "fn $", "x bound", "x optimum", "viol %", "p50 ms", "p95 ms",
+             "p99 ms", "acc %", "VM %", "fn %", "cold", "dropped", "variants"]
     cells = [[str(r.get(c, "")) for c in cols] for r in table]
     widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(heads)]
-    fmt = lambda row: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths)))
+    last = len(heads) - 1
+    fmt = lambda row: "  ".join(v.rjust(w) if 0 < i < last else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths)))
     return "\n".join([fmt(heads), fmt(["-" * w for w in widths])] + [fmt(r) for r in cells])
 
 
 def markdown_table(table: list[dict], cols: list[str] | None = None) -> str:
     cols = cols or ["policy", "total_cost_usd", "vm_cost_usd", "function_cost_usd", "cost_x_lower_bound",
                     "cost_x_oracle", "slo_violation_pct", "p50_ms", "p95_ms", "p99_ms", "mean_accuracy_pct",
-                    "vm_share_pct", "function_share_pct", "cold_starts", "dropped", "sim_requests_per_s"]
+                    "vm_share_pct", "function_share_pct", "cold_starts", "dropped", "variants", "sim_requests_per_s"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in table]
     return "\n".join(lines)
