@@ -54,11 +54,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_moto_server() -> MotoServer:
+def start_moto_server(recording_path: str | None = None) -> MotoServer:
+    """A moto server on a free loopback port; with `recording_path`, its request recorder writes
+    there once started (`moto_invocations`; off until /moto-api/recorder/start-recording)."""
     port = _free_port()
+    env = {**os.environ, **FAKE_ENV}
+    if recording_path:
+        env["MOTO_RECORDER_FILEPATH"] = recording_path
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, **FAKE_ENV})
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
@@ -77,6 +81,25 @@ def start_moto_server() -> MotoServer:
     return MotoServer(url, proc)
 
 
+def moto_api(endpoint_url: str, path: str, method: str = "POST") -> bytes:
+    req = urllib.request.Request(endpoint_url + path, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.read()
+
+
+def moto_invocations(endpoint_url: str, function_name: str) -> list[dict]:
+    """The Lambda invokes of `function_name` moto recorded since recording started, oldest first,
+    each as its JSON payload (the recorder logs every request the server received)."""
+    import base64
+    out = []
+    for line in moto_api(endpoint_url, "/moto-api/recorder/download-recording", "GET").decode().splitlines():
+        entry = json.loads(line)
+        if entry["method"] == "POST" and f"/functions/{function_name}/invocations" in entry["url"]:
+            body = base64.b64decode(entry["body"]) if entry.get("body_encoded") else entry["body"].encode()
+            out.append(json.loads(body or b"{}"))
+    return out
+
+
 # --- fixtures ----------------------------------------------------------------------------------
 _DEPLOYMENT_SEQ = itertools.count(1)
 
@@ -84,13 +107,17 @@ _DEPLOYMENT_SEQ = itertools.count(1)
 @pytest.fixture(scope="session")
 def moto_server():
     """The session's moto server, with fake credentials in the environment while it runs."""
+    import tempfile
     saved = {k: os.environ.get(k) for k in FAKE_ENV}
     os.environ.update(FAKE_ENV)
-    server = start_moto_server()
+    recording = os.path.join(tempfile.mkdtemp(prefix="moto-recording-"), "requests.jsonl")
+    server = start_moto_server(recording_path=recording)
     try:
         yield server
     finally:
         server.stop()
+        import shutil
+        shutil.rmtree(os.path.dirname(recording), ignore_errors=True)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -291,6 +318,17 @@ def make_aws_fn(moto_server, moto_role_arn, deployment_id, boto_session):
 @pytest.fixture
 def aws_fault():
     return AwsFault
+
+
+@pytest.fixture
+def lambda_invocations(moto_server):
+    """`lambda_invocations(function_name)`: the invokes moto recorded during this test."""
+    moto_api(moto_server.endpoint_url, "/moto-api/recorder/reset-recording")
+    moto_api(moto_server.endpoint_url, "/moto-api/recorder/start-recording")
+    try:
+        yield lambda name: moto_invocations(moto_server.endpoint_url, name)
+    finally:
+        moto_api(moto_server.endpoint_url, "/moto-api/recorder/stop-recording")
 
 
 @pytest.fixture
