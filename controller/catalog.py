@@ -3,6 +3,10 @@ instance types and prices. Loaded once from the CSVs under configs/catalog; look
 
 Profiles are tables over batch size (VMs) and memory x batch size (functions); between profiled
 batch sizes latency is interpolated linearly, between memory sizes log-linearly in both axes.
+
+Every row must be one the hardware can deliver: the loader refuses a row whose implied compute per
+vCPU (FLOPs per image x images per second / vCPUs) exceeds its hardware's FP32 ceiling
+(controller/compute.py), naming the file, the row and the figure.
 """
 from __future__ import annotations
 
@@ -14,12 +18,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from controller.compute import (GENERIC_CEILING_GFLOPS_PER_VCPU, CpuSpec, function_row_gflops_per_vcpu,
+                                function_vcpus, vm_row_gflops_per_vcpu)
 from controller.config import FunctionPlatformConfig
 
 log = logging.getLogger("hybridserve.catalog")
 
 # Lambda's rule: one vCPU per 1,769 MB (COP predicts by CPU share); one value, the config's default.
 MB_PER_VCPU = FunctionPlatformConfig.model_fields["mb_per_vcpu"].default
+MAX_FUNCTION_VCPUS = 6.0  # Lambda: at most 6 vCPUs, at 10,240 MB
+HARDWARE_COLUMNS = ("clock_ghz", "fp32_lanes", "fma_units", "vcpus_per_core")
 
 
 class CatalogError(Exception):
@@ -35,6 +43,11 @@ class InstanceType:
     spot_usd_per_h: float
     boot_s_mean: float
     boot_s_std: float
+    cpu: CpuSpec | None = None  # None: the catalog gives no hardware columns (generic ceiling)
+
+    @property
+    def ceiling_gflops_per_vcpu(self) -> float:
+        return self.cpu.ceiling_gflops_per_vcpu if self.cpu else GENERIC_CEILING_GFLOPS_PER_VCPU
 
     def price_usd_per_h(self, spot: bool = False) -> float:
         return self.spot_usd_per_h if spot else self.on_demand_usd_per_h
@@ -48,6 +61,8 @@ class ModelVariant:
     memory_footprint_mb: int
     cold_start_ms: float  # model load beyond a warm call, without the platform's own init
     source: str = "measured"
+    gflops_per_image: float = 0.0  # FP32 work of one forward pass (2 FLOPs per multiply-add)
+    weights_mb: float = 0.0        # float32 weights (models.csv `param_mb`)
 
 
 @dataclass(frozen=True)
@@ -114,15 +129,22 @@ class Catalog:
         for r in self._rows("instance_types.csv"):
             it = InstanceType(r["instance_type"], int(r["vcpu"]), int(r["memory_mb"]),
                               float(r["on_demand_usd_per_h"]), float(r["spot_usd_per_h"]),
-                              float(r["boot_s_mean"]), float(r["boot_s_std"]))
+                              float(r["boot_s_mean"]), float(r["boot_s_std"]), self._cpu_spec(r))
             self.instance_types[it.name] = it
-        for i, r in enumerate(sorted(self._rows("models.csv"), key=lambda r: r["model"])):
+        self.function_cpu = self._function_cpu()
+        model_rows = self._rows("models.csv")
+        if model_rows and "gflops_per_image" not in model_rows[0]:
+            raise CatalogError(f"{os.path.join(self.directory, 'models.csv')}: no gflops_per_image column "
+                               "(each model's FLOPs per image, needed to check its rows against the hardware)")
+        for i, r in enumerate(sorted(model_rows, key=lambda r: r["model"])):
             self.models.append(ModelVariant(r["model"], i, float(r["top1_accuracy_pct"]) / 100.0,
                                             int(r["memory_footprint_mb"]), float(r["cold_start_ms"]),
-                                            r.get("source", "")))
+                                            r.get("source", ""), self._positive(r, "gflops_per_image", "models.csv"),
+                                            float(r.get("param_mb") or 0.0)))
         self.model_index = {m.name: m.index for m in self.models}
         vm: dict[tuple[str, str], list] = {}
-        for r in self._rows("vm_latency.csv"):
+        for line, r in enumerate(self._rows("vm_latency.csv"), start=2):
+            self._check_vm_row(line, r)
             vm.setdefault((r["model"], r["instance_type"]), []).append(
                 (int(r["batch_size"]), float(r["latency_ms"]), float(r["max_concurrent_batches"])))
         for key, rows in vm.items():
@@ -130,7 +152,8 @@ class Catalog:
             a = np.array(rows, dtype=float)
             self._vm[key] = VmProfile(a[:, 0], a[:, 1], a[:, 2])
         fn: dict[str, dict[int, list]] = {}
-        for r in self._rows("function_latency.csv"):
+        for line, r in enumerate(self._rows("function_latency.csv"), start=2):
+            self._check_function_row(line, r)
             fn.setdefault(r["model"], {}).setdefault(int(r["batch_size"]), []).append(
                 (int(r["memory_mb"]), float(r["latency_ms"])))
         for model, by_batch in fn.items():
@@ -143,6 +166,69 @@ class Catalog:
                 self._fn[model] = FunctionProfile(arrays[1][0], arrays[1][1], arrays)
         self.function_source = {m: "measured" for m in self._fn}
         self._predict_missing_function_profiles(fn)
+
+    # --- the hardware check ------------------------------------------------------------------
+    @staticmethod
+    def _cpu_spec(row: dict) -> CpuSpec | None:
+        if not all(row.get(c) not in (None, "") for c in HARDWARE_COLUMNS):
+            return None
+        return CpuSpec(float(row["clock_ghz"]), int(row["fp32_lanes"]), int(row["fma_units"]),
+                       int(row["vcpus_per_core"]))
+
+    def _function_cpu(self) -> CpuSpec | None:
+        """The function platform's CPU (`function_platform.csv`, one row), None without the file."""
+        if not os.path.isfile(os.path.join(self.directory, "function_platform.csv")):
+            return None
+        rows = self._rows("function_platform.csv")
+        return self._cpu_spec(rows[0]) if rows else None
+
+    @property
+    def function_ceiling_gflops_per_vcpu(self) -> float:
+        return self.function_cpu.ceiling_gflops_per_vcpu if self.function_cpu else GENERIC_CEILING_GFLOPS_PER_VCPU
+
+    def _positive(self, row: dict, column: str, file: str) -> float:
+        try:
+            v = float(row.get(column) or "nan")
+        except ValueError:
+            v = math.nan
+        if not v > 0:
+            raise CatalogError(f"{os.path.join(self.directory, file)}: model {row.get('model')!r} has "
+                               f"{column}={row.get(column)!r}; it must be a positive number")
+        return v
+
+    def _over(self, file: str, line: int, what: str, images_per_s: float, need: float, ceiling: float, whose: str):
+        return CatalogError(
+            f"{os.path.join(self.directory, file)} row {line} ({what}): {images_per_s:,.1f} images/s = "
+            f"{need:,.1f} GFLOP/s per vCPU, over {whose} FP32 ceiling of {ceiling:,.1f}: not a catalog the "
+            "hardware could deliver (docs/catalog.md)")
+
+    def _gflops(self, model: str) -> float | None:
+        if model not in self.model_index:
+            return None  # a row of a model the catalog does not list is never used
+        return self.models[self.model_index[model]].gflops_per_image
+
+    def _check_vm_row(self, line: int, r: dict) -> None:
+        g = self._gflops(r["model"])
+        it = self.instance_types.get(r["instance_type"])
+        if g is None or it is None:
+            return
+        b, c, ms = float(r["batch_size"]), float(r["max_concurrent_batches"]), float(r["latency_ms"])
+        need = vm_row_gflops_per_vcpu(g, b, c, ms, it.vcpu)
+        if need > it.ceiling_gflops_per_vcpu * (1 + 1e-9):
+            raise self._over("vm_latency.csv", line, f"{r['model']} on {it.name}, batch {int(b)}, {c:g} concurrent",
+                             c * b * 1000.0 / ms, need, it.ceiling_gflops_per_vcpu, f"{it.name}'s")
+
+    def _check_function_row(self, line: int, r: dict) -> None:
+        g = self._gflops(r["model"])
+        if g is None:
+            return
+        b, mem, ms = float(r["batch_size"]), float(r["memory_mb"]), float(r["latency_ms"])
+        vcpus = function_vcpus(mem, MB_PER_VCPU, MAX_FUNCTION_VCPUS)
+        need = function_row_gflops_per_vcpu(g, b, ms, vcpus)
+        ceiling = self.function_ceiling_gflops_per_vcpu
+        if need > ceiling * (1 + 1e-9):
+            raise self._over("function_latency.csv", line, f"{r['model']} at {int(mem)} MB = {vcpus:.2f} vCPUs, "
+                             f"batch {int(b)}", b * 1000.0 / ms, need, ceiling, "the function platform's")
 
     def _predict_missing_function_profiles(self, measured: dict[str, dict[int, list]]) -> None:
         """A model with no function rows gets latencies predicted from operator profiles (COP),

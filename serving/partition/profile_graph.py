@@ -1,6 +1,7 @@
 """Measure a variant's block sequence on this machine and write it as catalog data.
 
     .venv/bin/python -m serving.partition.profile_graph resnet50 vgg16 squeezenet
+    .venv/bin/python -m serving.partition.profile_graph --rescale resnet50 vgg16 squeezenet
 
 writes configs/catalog/model_graphs/<model>.csv (one row per block) and <model>.json (the
 whole-model figures). Each model is measured in its own subprocess so that the resident-set
@@ -17,7 +18,8 @@ whole-model function latency at that memory:
 
     latency_ms[b, m] = local_ms[b] / sum(local_ms) * catalog_latency_ms(model, m)
 
-so a one-partition plan predicts exactly the catalog's figure. Below the smallest memory the
+so a one-partition plan predicts exactly the catalog's figure; `--rescale` redoes only this step
+from the blocks already measured, after the catalog changed. Below the smallest memory the
 catalog profiles for the model (where the whole model did not fit) the curve is extrapolated
 with latency proportional to 1/memory: Lambda's CPU share grows linearly with memory up to one
 vCPU at 1,769 MB, and a partition may fit where the whole model did not.
@@ -153,7 +155,18 @@ def main(argv=None) -> int:
     ap.add_argument("models", nargs="+")
     ap.add_argument("--in-process", action="store_true", help="measure here (used by the per-model subprocess)")
     ap.add_argument("--out-dir", default=OUT_DIR)
+    ap.add_argument("--rescale", action="store_true",
+                    help="keep the measured blocks, recompute the per-memory latencies from the current catalog")
     args = ap.parse_args(argv)
+    if args.rescale:
+        for variant in args.models:
+            with open(os.path.join(args.out_dir, f"{variant}.csv"), newline="") as fh:
+                rows = [{k: (float(v) if k == "local_ms" else v) for k, v in r.items() if not k.startswith("ms_at_")}
+                        for r in csv.DictReader(fh)]
+            with open(os.path.join(args.out_dir, f"{variant}.json")) as fh:
+                meta = json.load(fh)
+            print(write(variant, rows, meta, args.out_dir), flush=True)
+        return 0
     if args.in_process:
         for variant in args.models:
             rows, meta = measure(variant)
