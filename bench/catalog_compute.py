@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 from bench._report import write_section  # noqa: E402
 from controller.catalog import Catalog  # noqa: E402
 from controller.compute import function_row_gflops_per_vcpu, function_vcpus, vm_row_gflops_per_vcpu  # noqa: E402
+from controller.profiler.catalog_files import cell_latency_ms  # noqa: E402
 from controller.profiler.worker import MARKER  # noqa: E402
 
 CELLS = os.path.join(ROOT, "configs", "catalog", "measured", "profile_cells.csv")
@@ -48,7 +49,7 @@ def measured_table(cells) -> str:
     by = defaultdict(dict)
     loads = []
     for r in cells:
-        by[(r["model"], r["runtime"])][(float(r["cpu_share"]), int(r["batch_size"]))] = float(r["mean_ms"])
+        by[(r["model"], r["runtime"])][(float(r["cpu_share"]), int(r["batch_size"]))] = cell_latency_ms(r)
         if r.get("load_avg_1m"):
             loads.append(float(r["load_avg_1m"]))
     lines = ["| model | runtime | GFLOP/image | b1 ms (1 vCPU) | GFLOP/s per vCPU b1 | best b (GFLOP/s) | "
@@ -70,7 +71,7 @@ def measured_table(cells) -> str:
 
 def quota_check(cells) -> str:
     """Rule 3 below one vCPU (T1 / share) against cells measured under that cgroup quota."""
-    by = {(r["model"], r["runtime"], float(r["cpu_share"]), int(r["batch_size"])): float(r["mean_ms"]) for r in cells}
+    by = {(r["model"], r["runtime"], float(r["cpu_share"]), int(r["batch_size"])): cell_latency_ms(r) for r in cells}
     lines = ["| model | runtime | share | batch | measured ms | derived T1/share ms | derived / measured |",
              "|---|---|---|---|---|---|---|"]
     ratios = []
@@ -94,7 +95,7 @@ def _worker_spec(model: str, batches: list[int], repeats: int) -> dict:
 def concurrency_check(cells, models: list[str], batches: list[int], repeats: int) -> str:
     """Two single-thread workers at once (local.medium's rule: one batch per vCPU) against the
     1-vCPU latency the derived rows use."""
-    solo = {(r["model"], int(r["batch_size"])): float(r["mean_ms"]) for r in cells
+    solo = {(r["model"], int(r["batch_size"])): cell_latency_ms(r) for r in cells
             if r["runtime"] == "mxnet" and float(r["cpu_share"]) == 1.0}
     env = dict(os.environ, OMP_NUM_THREADS="1", MXNET_CPU_WORKER_NTHREADS="1", HYBRIDSERVE_PROFILE_THREADS="1")
     lines = ["| model | batch | 1-vCPU p50 ms (row) | 2 at once p50 ms | row / measured |", "|---|---|---|---|---|"]
@@ -168,7 +169,7 @@ def main() -> int:
     peak = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "host_peak.py")], capture_output=True,
                           text=True, check=True).stdout.strip()
     body = ["### This machine's vCPU", "", f"Single-thread SGEMM (`bench/host_peak.py`): `{peak}`", "",
-            "### Measured per-vCPU curves (p50 of 7 timed calls per cell)", "", measured_table(cells),
+            "### Measured per-vCPU curves (7 timed calls per cell, the catalog's latency: the mean below one vCPU, the p50 from one up; gain = throughput at batch b over batch 1; 1->2 = the 1-vCPU time over the 2-vCPU time)", "", measured_table(cells),
             "### The rule below one vCPU against cgroup-quota cells", "", quota_check(cells)]
     if a.concurrency_check:
         body += ["### One single-thread batch per vCPU: two at once on this machine's two vCPUs", "",

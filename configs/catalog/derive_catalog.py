@@ -54,7 +54,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
 from controller.compute import CpuSpec, function_vcpus  # noqa: E402
-from controller.profiler.catalog_files import cold_start_ms_of, footprint_mb_of  # noqa: E402
+from controller.profiler.catalog_files import cell_latency_ms, cold_start_ms_of, footprint_mb_of  # noqa: E402
 
 CELLS = os.path.join(HERE, "measured", "profile_cells.csv")
 RUNTIME = "mxnet"  # what serving runs (serving.runtime) and the Lambda image ships
@@ -158,7 +158,7 @@ def measured_curves(cells: list[dict], runtime: str):
         if share not in (1.0, 2.0):
             continue
         slot = curves[r["model"]].setdefault(b, [None, None, 0.0, 0.0])
-        slot[0 if share == 1.0 else 1] = float(r["mean_ms"])
+        slot[0 if share == 1.0 else 1] = cell_latency_ms(r)
         slot[2] = max(slot[2], float(r["peak_rss_mb"]))
         slot[3] = max(slot[3], float(r.get("load_avg_1m") or 0.0))
         rows_of[r["model"]].append(r)

@@ -1,11 +1,9 @@
 """Turn profile cells into a catalog folder: the same four CSVs, same columns, as
 configs/catalog/, so `Catalog(<out_dir>)` loads a profile of this machine like the AWS one.
 
-- function_latency.csv: per model x memory (= CPU share x 1769 MB) x batch, the mean latency on
-  `catalog_runtime` (the runtime functions serve with); source "measured on <host>". The mean,
-  not the p50: under a CFS quota below one vCPU a short call often finishes inside the period's
-  quota and the next one waits out the throttle, so the p50 can read the unthrottled speed while
-  the mean is what back-to-back calls sustain (squeezenet at half a vCPU: p50 16.9 ms, mean 31.4).
+- function_latency.csv: per model x memory (= CPU share x 1769 MB) x batch, the latency on
+  `catalog_runtime` (the runtime functions serve with; `cell_latency_ms`: the mean below one
+  vCPU, the p50 from one up); source "measured on <host>".
 - vm_latency.csv: the local instance types (`local.*` in the base catalog), from the 1-vCPU
   cells: one single-threaded batch per vCPU at a time (the seed's rule: a CPU-bound inference
   keeps one core busy), so local.medium (2 vCPUs) runs 2 concurrent batches.
@@ -51,6 +49,16 @@ def _source(rows: list[dict]) -> str:
     return src
 
 
+def cell_latency_ms(row: dict) -> float:
+    """The latency a catalog row takes from a cell. Below one vCPU, the mean: the CFS quota makes
+    calls lumpy (a short call often runs inside the period's unused quota, the next waits out the
+    throttle), so the p50 reads the unthrottled speed while the mean is what back-to-back calls
+    sustain (squeezenet at half a vCPU: p50 16.9 ms, mean 31.4). At one vCPU and more nothing
+    throttles a call: the p50, which another process's interference on this shared machine moves
+    least (vgg16 at 2 vCPUs, batch 8: one run's mean 1,554 ms against its p50 of ~800)."""
+    return float(row["mean_ms"] if float(row["cpu_share"]) < 1.0 else row["p50_ms"])
+
+
 def footprint_mb_of(rows: list[dict]) -> float:
     """A model's memory footprint from its cells: the largest RSS delta at batch 1 over CPU shares
     (what the runtime, the model and one batch add to a bare interpreter)."""
@@ -88,11 +96,11 @@ def write_catalog_files(out_dir: str, cells: list[dict], *, base_catalog_dir: st
     for model, rows in sorted(by_model.items()):
         src = _source(rows)
         for r in sorted(rows, key=lambda r: (int(r["memory_mb"]), int(r["batch_size"]))):
-            fn_rows.append([model, int(r["memory_mb"]), int(r["batch_size"]), round(float(r["mean_ms"]), 1), src])
+            fn_rows.append([model, int(r["memory_mb"]), int(r["batch_size"]), round(cell_latency_ms(r), 1), src])
         one_vcpu = {int(r["batch_size"]): r for r in rows if float(r["cpu_share"]) == 1.0}
         for t, vcpu in local_types:
             for b, r in sorted(one_vcpu.items()):
-                vm_rows.append([model, t, b, round(float(r["mean_ms"]), 1), vcpu, vcpu,
+                vm_rows.append([model, t, b, round(cell_latency_ms(r), 1), vcpu, vcpu,
                                 f"{src}; 1-vCPU cell, one batch per vCPU"])
         bm = base_models[model]
         model_rows.append([model, bm["top1_accuracy_pct"], bm["top5_accuracy_pct"], bm["param_mb"],

@@ -10,13 +10,13 @@ from controller.sim.vm_pool import VmPool
 def test_vm_pool_no_queue_below_capacity(catalog):
     pool = VmPool("inception", catalog)
     pool.set_fleet({"c5.large": 1}, batch_size=1)
-    # c5.large runs 2 concurrent inception batches of 148.1 ms (96.85 ms measured on one vCPU
-    # here, x 166.4 / 108.8 GFLOP/s per vCPU): 2 * 1000 / 148.1 = 13.5 requests/s.
-    assert pool.mu_per_s == pytest.approx(2 * 1000 / 148.12, rel=1e-3)
+    # c5.large runs 2 concurrent inception batches of 144.1 ms (94.21 ms measured on one vCPU
+    # here, x 166.4 / 108.8 GFLOP/s per vCPU): 2 * 1000 / 144.1 = 13.9 requests/s.
+    assert pool.mu_per_s == pytest.approx(2 * 1000 / 144.08, rel=1e-3)
     offsets = np.linspace(0.0, 0.99, 4)  # 4/s, far below capacity
     admitted, lat = pool.serve(offsets, max_wait_s=1.0)
     assert admitted.all()
-    assert lat.max() < 148.12 * 1.2  # service 148 ms plus a small slot wait, no queueing
+    assert lat.max() < 144.08 * 1.2  # service 144 ms plus a small slot wait, no queueing
 
 
 def test_vm_pool_queue_grows_and_spills(catalog):
@@ -46,12 +46,12 @@ def test_function_cold_then_warm_within_keep_alive(catalog):
     pool.configure(2048, warm_pool=0)
     ok, lat, cold, cost = pool.serve(0, np.array([0.0]), limit=1000)
     assert cold.tolist() == [True]
-    # squeezenet at 2048 MB (1.16 vCPUs), batch 1: 27.04 ms in the catalog
-    assert lat[0] == pytest.approx(27.04 + catalog.model("squeezenet").cold_start_ms)
+    # squeezenet at 2048 MB (1.16 vCPUs), batch 1: 25.91 ms in the catalog
+    assert lat[0] == pytest.approx(25.91 + catalog.model("squeezenet").cold_start_ms)
     for s in range(1, 100):  # the engine calls every second: a cold call of 2.8 s ends in second 2
         pool.serve(s, np.empty(0), limit=1000)
     ok, lat, cold, cost = pool.serve(100, np.array([0.0]), limit=1000)  # 100 s later: still warm
-    assert cold.tolist() == [False] and lat[0] == pytest.approx(27.04)
+    assert cold.tolist() == [False] and lat[0] == pytest.approx(25.91)
     for s in range(101, 800):
         pool.serve(s, np.empty(0), limit=1000)
     ok, lat, cold, cost = pool.serve(800, np.array([0.0]), limit=1000)  # 700 s idle: reclaimed
@@ -99,5 +99,5 @@ def test_function_cost_is_billed_duration(catalog):
     pool = FunctionPool("squeezenet", catalog, fp)
     pool.configure(2048, warm_pool=1)
     ok, lat, cold, cost = pool.serve(0, np.array([0.5]), limit=1000)
-    # 27.04 ms billed per started 1 ms: 28 ms at 2 GB, plus the request fee
-    assert cost[0] == pytest.approx(2.0 * 0.028 * 0.0000166667 + 0.0000002)
+    # 25.91 ms billed per started 1 ms: 26 ms at 2 GB, plus the request fee
+    assert cost[0] == pytest.approx(2.0 * 0.026 * 0.0000166667 + 0.0000002)

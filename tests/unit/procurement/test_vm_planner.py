@@ -74,7 +74,7 @@ def test_milp_equals_brute_force_with_instance_cap():
 
 
 def test_slo_infeasible_types_never_chosen():
-    # resnet50 batch 1 takes 109.7 ms on a c5 vCPU (3.4 GHz) and 120.3 ms on an m5 one (3.1 GHz):
+    # resnet50 batch 1 takes 109.9 ms on a c5 vCPU (3.4 GHz) and 120.5 ms on an m5 one (3.1 GHz):
     # twice that meets 230 ms on c5 only
     slo = {"resnet50": 230.0}
     assert feasible_batch(CAT.vm_profile("resnet50", "m5.large"), 230.0) is None
