@@ -141,8 +141,11 @@ class RouterCore:
     # --- selection ---------------------------------------------------------------------------
     def install_selector(self, selector, class_names, model_names) -> None:
         """Select with `selector` (the policy's: `policy.selector()`), whose class i is the app
-        `class_names[i]` and whose model indices are positions in `model_names` (its catalog)."""
-        self.selector = selector
+        `class_names[i]` and whose model indices are positions in `model_names` (its catalog).
+        A copy: the one Ray hands over is deserialized zero-copy, its numpy arrays read-only."""
+        import copy
+
+        self.selector = copy.deepcopy(selector)
         self._class_of = {name: i for i, name in enumerate(class_names) if name in self.apps}
         self._model_names = list(model_names)
         self._model_index = {m: i for i, m in enumerate(self._model_names)}

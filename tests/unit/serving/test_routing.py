@@ -167,3 +167,44 @@ def test_a_stricter_request_slo_shrinks_the_budget_by_the_difference():
     assert route.budget_ms(120.0) == 70.0  # 80 ms stricter
     assert route.admits(0, 120.0) and not route.admits(1, 120.0)  # 0 ms fits 70, 100 ms does not
     assert not route.admits(0, 0.001)  # an SLO below the service time: no wait fits, not even none
+
+
+def test_the_policys_selector_learns_in_the_router_even_when_handed_over_read_only(tmp_path):
+    """Ray deserializes the selector the control loop pushes zero-copy: its arrays are read-only.
+    The router keeps a writable copy, selects with it and feeds it each outcome."""
+    import pickle
+
+    from controller.core import QueryClass
+    from selector import make_selector
+    from serving.router import App, RouterCore
+    from serving.settings import ServingConfig
+
+    class _Cat:
+        def __init__(self, names, acc):
+            from controller.catalog import ModelVariant
+            self.models = [ModelVariant(n, i, a, 0, 0.0) for i, (n, a) in enumerate(zip(names, acc))]
+
+        def model(self, name):
+            return next(m for m in self.models if m.name == name)
+
+    names = ["digits-large", "digits-small", "squeezenet"]
+    cls = QueryClass("digits", 200.0, 0.5, 1.0, variants=("digits-large", "digits-small"))
+    sel = make_selector("constrained", [cls], _Cat(names, [0.98, 0.9, 0.55]))
+    assert sel.arms(0) == ["digits-large", "digits-small"]  # the app's variants only
+    handed = pickle.loads(pickle.dumps(sel))
+    for cs in handed.state.classes:
+        for v in vars(cs).values():
+            if isinstance(v, np.ndarray):
+                v.setflags(write=False)
+    core = RouterCore([App("digits", 200.0, 0.5, ("digits-small", "digits-large"))],
+                      {"digits-small": 0.9, "digits-large": 0.98}, ServingConfig(feedback_window_s=1.0))
+    core.install_selector(handed, ["digits"], names)
+    picks = {core.choose(core.apps["digits"], None) for _ in range(50)}
+    assert picks <= {"digits-small", "digits-large"}
+    for i in range(20):
+        core.finish(f"r{i}", core.apps["digits"], "digits-small", 3, 10.0, 200.0, now_s=0.0, cost_usd=1e-6)
+    assert core.flush(now_s=5.0) == 20 and not core._pending  # past the feedback window: observed
+    before, after = np.asarray(sel.state.classes[0].stats), np.asarray(core.selector_state()["classes"][0]["stats"])
+    small = sel.arms(0).index("digits-small")
+    assert after[:, small].sum() > before[:, small].sum()  # the outcomes reached the policy's selector's arm
+    assert np.array_equal(after[:, 1 - small], before[:, 1 - small])
