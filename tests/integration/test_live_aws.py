@@ -1,12 +1,19 @@
-"""`hybridserve run --config <aws config> --endpoint-url <moto>`: the live daemon drives the AWS VM
-provider against a moto server (slow; starts Ray twice).
+"""On AWS, end to end against a moto server (slow; starts Ray twice; the short form without Ray
+is tests/contract/test_aws_spill.py):
 
-1. A burst makes the plan want VMs: describe-instances shows this deployment's tagged
-   instances, never more than `vms.max_instances`; they never join the Ray cluster (moto), and
-   the daemon keeps ticking and serving on the head's replicas.
-2. SIGTERM: the daemon exits cleanly and leaves the instances running (release_on_exit false).
+0. `hybridserve aws deploy`: the wheel, the functions from the image, the launch template.
+1. `hybridserve run --config <aws config> --endpoint-url <moto>`; a burst makes the plan want
+   VMs: describe-instances shows this deployment's tagged instances, launched from the deploy's
+   launch template (moto's request recorder shows RunInstances naming it and sending no user
+   data), never more than `vms.max_instances`; they never join the Ray cluster (moto), and the
+   daemon keeps ticking and serving on the head's replicas. Spill decisions become Lambda
+   invokes of the deployed functions (recorded by moto, each the request's sample); moto echoes
+   them, so each is a failed call, served on a VM within the SLO (`retried_from`).
+2. SIGTERM: the daemon exits cleanly, releasing its hold on the fleet: the instances are left
+   running for the next start (release_on_exit false).
 3. A second start adopts exactly those instances (no new launch), and, idle, terminates them
    as its plan says once the scale-down delay and billing minimum have passed.
+4. `hybridserve aws destroy` removes the functions and the launch template.
 """
 import asyncio
 import importlib.util
@@ -50,18 +57,50 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def moto():
+def moto(tmp_path_factory):
     helpers = _contract_helpers()
-    server = helpers.start_moto_server()
+    server = helpers.start_moto_server(recording_path=str(tmp_path_factory.mktemp("moto") / "requests.jsonl"))
     try:
         yield server, helpers.FAKE_ENV
     finally:
         server.stop()
 
 
-def _write_config(path: str, moto_url: str, env: dict, deployment_id: str) -> None:
+def _recorded(moto_url: str, match) -> list[dict]:
+    """The requests moto's recorder logged that `match(entry)` selects, bodies decoded."""
+    import base64
+    helpers = _contract_helpers()
+    out = []
+    for line in helpers.moto_api(moto_url, "/moto-api/recorder/download-recording", "GET").decode().splitlines():
+        entry = json.loads(line)
+        if entry.get("body_encoded"):
+            entry["body"] = base64.b64decode(entry["body"]).decode(errors="replace")
+        if match(entry):
+            out.append(entry)
+    return out
+
+
+def _prepare_account(moto_url: str, env: dict) -> tuple[str, str]:
+    """What a user makes before `aws deploy` (docs/aws.md steps 1-2): the image in ECR, the
+    Lambda role, the workers' instance profile. Returns (image URI, role ARN)."""
+    import boto3
+    kw = dict(endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+              aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    ecr, iam = boto3.client("ecr", **kw), boto3.client("iam", **kw)
+    ecr.create_repository(repositoryName="hybridserve-lambda")
+    ecr.put_image(repositoryName="hybridserve-lambda", imageTag="0.1.0", imageManifest=json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json", "layers": [],
+         "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1,
+                    "digest": "sha256:" + "0" * 64}}))
+    role = iam.create_role(RoleName="hybridserve-lambda", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    iam.create_instance_profile(InstanceProfileName="hybridserve-worker")
+    return "123456789012.dkr.ecr.us-east-1.amazonaws.com/hybridserve-lambda:0.1.0", role
+
+
+def _write_config(path: str, moto_url: str, env: dict, deployment_id: str, image_uri: str, role_arn: str) -> None:
     """configs/aws.yaml, made small: the digits app, a low VM break-even, max_instances 2,
-    moto's own subnets and security group."""
+    moto's own subnets and security group, the deployed image and role, every request spilled
+    (a tiny spill fraction: the VMs' measured time is always over it)."""
     import boto3
     ec2 = boto3.client("ec2", endpoint_url=moto_url, region_name="us-east-1",
                        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
@@ -80,13 +119,18 @@ def _write_config(path: str, moto_url: str, env: dict, deployment_id: str) -> No
     # capacity, so it buys only past ~cap / 1000 = 16-26 req/s on one variant: hence 35 req/s.
     doc["functions"]["price_usd_per_request"] = 0.0001
     doc["serving"] = live["serving"]
+    doc["serving"]["spill_fraction"] = 0.0001
+    # As on AWS (configs/aws.yaml): the head is the controller's host, not a VM the plan counts,
+    # so the burst is the procured fleet's to serve.
+    doc["serving"]["head_instance_type"] = None
     doc["serving"]["control"] = {"instance_types": ["c5.large", "m5.large"], "policy": "hybrid",
                                  "policy_params": {"predictor": "moving-max"}, "vm_boot_s": 1, "drain_s": 1,
                                  "prewarm_functions": False}
     prov = doc["provider"]
     prov["deployment_id"] = deployment_id
-    prov["vm"].update(subnet_ids=subnets, security_group_ids=[sg], iam_instance_profile=None,
-                      ray_head_address="127.0.0.1:6379")
+    prov["vm"].update(subnet_ids=subnets, security_group_ids=[sg], ray_head_address="127.0.0.1:6379",
+                      launch_template={"LaunchTemplateName": f"hybridserve-{deployment_id}", "Version": "$Default"})
+    prov["function"].update(image_uri=image_uri, role_arn=role_arn)
     with open(path, "w") as fh:
         yaml.safe_dump(doc, fh)
 
@@ -143,11 +187,12 @@ class Daemon:
         return self.proc.returncode
 
 
-async def _burst(url: str, rate_per_s: float, duration_s: float, x) -> int:
-    """Send digits requests at `rate_per_s` for `duration_s`; returns how many were served."""
+async def _burst(url: str, rate_per_s: float, duration_s: float, x, served: list | None = None) -> int:
+    """Send digits requests at `rate_per_s` for `duration_s`; returns how many were served (their
+    response parameters appended to `served`)."""
     import aiohttp
 
-    from serving.oip import encode_infer_request
+    from serving.oip import HEADER_LENGTH, encode_infer_request, parse_infer_response
 
     ok = 0
     async with aiohttp.ClientSession() as s:
@@ -155,8 +200,10 @@ async def _burst(url: str, rate_per_s: float, duration_s: float, x) -> int:
             nonlocal ok
             body, headers = encode_infer_request({"input": x[i % len(x)][None]})
             async with s.post(url + "/v2/models/digits/infer", data=body, headers=headers) as r:
-                await r.read()
+                data = await r.read()
                 ok += r.status == 200
+                if r.status == 200 and served is not None:
+                    served.append(parse_infer_response(data, r.headers.get(HEADER_LENGTH)).parameters)
         t0, tasks = time.perf_counter(), []
         for i in range(int(rate_per_s * duration_s)):
             await asyncio.sleep(max(0.0, t0 + i / rate_per_s - time.perf_counter()))
@@ -165,19 +212,37 @@ async def _burst(url: str, rate_per_s: float, duration_s: float, x) -> int:
     return ok
 
 
-def test_run_launches_on_moto_leaves_the_fleet_at_sigterm_and_adopts_it_again(moto, tmp_path):
+def _cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "controller.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_deploy_run_spill_to_lambda_leave_the_fleet_at_sigterm_adopt_it_again_destroy(moto, tmp_path):
     from serving import digits
 
     server, fake_env = moto
+    url = server.endpoint_url
     env = {**os.environ, **fake_env}
     env.setdefault("HYBRIDSERVE_CACHE", os.path.join(tempfile.gettempdir(), "hybridserve-test-cache"))
     deployment_id = f"it{os.getpid() % 100000}"
     config = str(tmp_path / "aws.yaml")
-    _write_config(config, server.endpoint_url, fake_env, deployment_id)
+    image_uri, role_arn = _prepare_account(url, fake_env)
+    _write_config(config, url, fake_env, deployment_id, image_uri, role_arn)
     x, _ = digits.test_samples()
+    fn_names = {f"hs-{deployment_id}-{v}" for v in ("digits-small", "digits-medium", "digits-large")}
+    helpers = _contract_helpers()
 
-    # 1. First start: a burst makes the plan want VMs.
-    first = Daemon(config, server.endpoint_url, env)
+    # 0. Deploy: the wheel, the functions, the workers' launch template.
+    done = _cli(["aws", "deploy", "--config", config, "--endpoint-url", url], env)
+    assert done.returncode == 0, done.stderr
+    assert f"create launch template hybridserve-{deployment_id}" in done.stdout
+    assert sum(f"create Lambda function {n}" in done.stdout for n in fn_names) == 3
+    helpers.moto_api(url, "/moto-api/recorder/reset-recording")
+    helpers.moto_api(url, "/moto-api/recorder/start-recording")
+
+    # 1. First start: a burst makes the plan want VMs, and every request spills first.
+    first = Daemon(config, url, env)
+    responses: list[dict] = []
     try:
         first.wait_ready()
         loop = asyncio.new_event_loop()
@@ -185,31 +250,42 @@ def test_run_launches_on_moto_leaves_the_fleet_at_sigterm_and_adopts_it_again(mo
         deadline = time.monotonic() + 90
         try:
             while time.monotonic() < deadline and not launched:
-                served += loop.run_until_complete(_burst(first.url, 35, 5, x))
-                launched = _instances(server.endpoint_url, fake_env, deployment_id)
+                served += loop.run_until_complete(_burst(first.url, 35, 5, x, responses))
+                launched = _instances(url, fake_env, deployment_id)
                 max_seen = max(max_seen, len(launched))
         finally:
             loop.close()
-        assert launched, f"the plan bought no VM under the burst:\n{first.tail()}"
+        assert launched, f"the plan bought no VM under the burst:\n{first.tail()}\n{json.dumps(first.control())[:4000]}"
         assert served > 0  # served on the head's replicas while the instances never join Ray
         time.sleep(4)  # a couple more ticks: the fleet must not grow past the guard
-        launched = _instances(server.endpoint_url, fake_env, deployment_id)
+        launched = _instances(url, fake_env, deployment_id)
         max_seen = max(max_seen, len(launched))
         assert 1 <= max_seen <= MAX_INSTANCES
         c = first.control()
         assert c["tick"]["ticks"] >= 2 and "tick" not in c["tick"]["errors"], c["tick"]
         assert {f["vm_id"] for f in c["fleet"]} == set(launched)
         assert {f["state"] for f in c["fleet"]} == {"ready-but-not-joined"}
+        # The launches named the deploy's launch template and sent no user data of their own.
+        runs = _recorded(url, lambda e: e["method"] == "POST" and "Action=RunInstances" in e["body"])
+        assert runs and all(f"LaunchTemplate.LaunchTemplateName=hybridserve-{deployment_id}" in e["body"]
+                            and "UserData=" not in e["body"] for e in runs), runs[:1]
+        # Spill decisions became invokes of the deployed functions, each the request's sample.
+        invokes = _recorded(url, lambda e: e["method"] == "POST" and "/invocations" in e["url"])
+        assert invokes and {e["url"].split("/functions/")[1].split("/")[0] for e in invokes} <= fn_names
+        assert all(json.loads(e["body"])["inputs"]["shape"] == [1, 1, 8, 8] for e in invokes)
+        retried = [r for r in responses if r.get("retried_from", "").startswith("function:")]
+        assert retried and all(r["backend"] == "vm" for r in retried)  # moto's echo, served on a VM
+        assert len(invokes) >= sum(r.get("retried_from") == "function:error" for r in responses)
     finally:
         code = first.stop()
     assert code == 0, first.tail()
     # 2. SIGTERM left the fleet running for the next start.
     assert "for the next start to adopt" in first.tail(), first.tail()
-    assert _instances(server.endpoint_url, fake_env, deployment_id) == launched
+    assert _instances(url, fake_env, deployment_id) == launched
 
     # 3. Second start: the same instances are adopted, none bought again; idle, the plan
     # terminates them once past scale_down_delay_s and the billing minimum.
-    second = Daemon(config, server.endpoint_url, env)
+    second = Daemon(config, url, env)
     try:
         second.wait_ready()
         deadline = time.monotonic() + 30
@@ -217,12 +293,18 @@ def test_run_launches_on_moto_leaves_the_fleet_at_sigterm_and_adopts_it_again(mo
             time.sleep(1)
         assert set(second.control()["tick"]["adopted"]) == set(launched), second.tail()
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and _instances(server.endpoint_url, fake_env, deployment_id):
+        while time.monotonic() < deadline and _instances(url, fake_env, deployment_id):
             time.sleep(2)
-        assert _instances(server.endpoint_url, fake_env, deployment_id) == {}, second.control()["tick"]
-        every = _instances(server.endpoint_url, fake_env, deployment_id,
+        assert _instances(url, fake_env, deployment_id) == {}, second.control()["tick"]
+        every = _instances(url, fake_env, deployment_id,
                            ("pending", "running", "shutting-down", "terminated", "stopping", "stopped"))
         assert every == launched  # no launch beyond the first start's, one instance per request id
     finally:
         code = second.stop()
     assert code == 0, second.tail()
+
+    # 4. Destroy: the functions and the launch template go.
+    done = _cli(["aws", "destroy", "--config", config, "--endpoint-url", url], env)
+    assert done.returncode == 0, done.stderr
+    assert sum(f"delete Lambda function {n}" in done.stdout for n in fn_names) == 3
+    assert f"delete launch template hybridserve-{deployment_id}" in done.stdout
