@@ -209,13 +209,14 @@ class RouterCore:
             return False
         return self.expected_vm_ms(variant) > self.settings.spill_fraction * slo_ms
 
-    def decide_backend(self, variant: str, slo_ms: float) -> str:
-        """"vm", "function" or "drop" for the next request of `variant` (see the module docstring):
-        the planned route's rule when there is one, else `should_spill`."""
+    def decide_backend(self, variant: str, slo_ms: float, now_s: float) -> str:
+        """"vm", "function" or "drop" for a request of `variant` arriving at `now_s` (a monotonic
+        clock; see the module docstring): the planned route's rule when there is one, else
+        `should_spill`."""
         route = self.routes.get(variant)
         if route is None:
             return "function" if self.should_spill(variant, slo_ms) else "vm"
-        if route.admits(self.inflight_vm.get(variant, 0), slo_ms):
+        if route.admit(now_s, slo_ms):
             return "vm"
         if route.spill and self.settings.functions.enabled:
             return "function"

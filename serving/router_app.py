@@ -313,7 +313,7 @@ class Router(ControlSideDoor, GrpcV2Methods):
         a VM target while the SLO budget allows (`retried from` says why, else None)."""
         retried = None
         chained = self.partitions.get(variant) is not None  # served as a chain of functions (partition plan)
-        decision = self.core.decide_backend(variant, slo_ms)
+        decision = self.core.decide_backend(variant, slo_ms, t0)
         if decision == "drop":  # the plan's route does not spill and the VM wait exceeds the client timeout
             raise _BackendError(f"model {variant}: the expected VM wait exceeds the client timeout and its "
                                 f"planned route does not spill")

@@ -8,15 +8,20 @@ app runs the variant. A target's weight is its planned capacity at the planned b
 the simulator's VM pool (controller/sim/vm_pool.py) drains at: `n x capacity_per_s(b)` with `b`
 the route's batch capped at the profile's largest.
 
-The router applies the rule the simulator applies (controller/sim/engine.py, VmPool.serve):
-- the variant's VM targets are one queue draining at mu = the sum of their capacities; a request
-  finding `q` requests in flight there expects a wait of q / mu seconds;
+The router applies the rule the simulator applies (controller/sim/engine.py, VmPool.serve), on
+the same fluid queue, fed by the live arrival times:
+- the variant's VM targets are one queue draining at mu = the sum of their capacities: a backlog
+  that every admitted request adds one to and that drains at mu per second (the Lindley
+  recursion of VmPool._serve_capped); a request finding a backlog b expects a wait of b / mu s.
+  Not the requests in flight: they include the ones being served (a batch of 4 at 316 ms holds
+  4 for 316 ms), which the simulator's wait does not count;
 - it is admitted when that wait is at most the budget: `max_vm_wait_ms` when the route spills
   and has one (less what a request's own stricter SLO takes off), else the client timeout (no
   spill on wait); mu = 0 admits nobody;
 - not admitted: to the function when the route spills, else dropped (the simulator's drop).
   E.g. mu = 13.7 req/s (one local.small, squeezenet at batch 1), budget 200 ms: a request is
-  admitted while fewer than 0.2 x 13.7 = 2.74 requests are in flight, i.e. at 0, 1 or 2.
+  admitted while the backlog is at most 0.2 x 13.7 = 2.74; four arriving at once: 0, 1, 2 are
+  admitted, the fourth (backlog 3) spills.
 Admitted requests are spread over the targets by smooth weighted round robin (nginx's): every
 pick adds each target's weight to its credit and takes the target with the most, which then
 pays the total; over any window the counts follow the weights within one request.
@@ -41,6 +46,8 @@ class VariantRoute:
     client_timeout_ms: float = 30_000.0
     slo_ms: float | None = None  # the SLO the budget was planned for (the strictest of the variant's apps)
     _credit: dict[str, float] = field(default_factory=dict, repr=False)
+    backlog: float = 0.0  # the fluid queue (requests) at `_last_s`
+    _last_s: float | None = field(default=None, repr=False)
 
     @property
     def mu_per_s(self) -> float:
@@ -62,12 +69,26 @@ class VariantRoute:
             return self.max_vm_wait_ms - tighter
         return self.client_timeout_ms
 
-    def expected_wait_ms(self, inflight: int) -> float:
+    def expected_wait_ms(self, now_s: float) -> float:
+        """The wait a request arriving at `now_s` expects: the drained backlog over mu."""
         mu = self.mu_per_s
-        return math.inf if mu <= 0 else 1000.0 * inflight / mu
+        if mu <= 0:
+            return math.inf
+        return 1000.0 * self._drain(now_s) / mu
 
-    def admits(self, inflight: int, slo_ms: float | None = None) -> bool:
-        return self.expected_wait_ms(inflight) <= self.budget_ms(slo_ms)
+    def _drain(self, now_s: float) -> float:
+        if self._last_s is not None and now_s > self._last_s:
+            self.backlog = max(0.0, self.backlog - self.mu_per_s * (now_s - self._last_s))
+        self._last_s = now_s if self._last_s is None else max(self._last_s, now_s)
+        return self.backlog
+
+    def admit(self, now_s: float, slo_ms: float | None = None) -> bool:
+        """Whether a request arriving at `now_s` goes to the VM targets; an admitted one joins the
+        backlog (one request more to drain), a spilled one does not (as in the simulator)."""
+        ok = self.expected_wait_ms(now_s) <= self.budget_ms(slo_ms)
+        if ok:
+            self.backlog += 1.0
+        return ok
 
     def pick(self, exclude: str | None = None) -> str | None:
         """The next target by smooth weighted round robin (None: no target with capacity)."""
@@ -95,6 +116,7 @@ class VariantRoute:
 
     def update(self, other: "VariantRoute") -> None:
         """Take `other`'s plan, keeping the round-robin credit of targets that stay."""
+        # The backlog stays (the queue does not empty because the plan changed).
         self._credit = {k: c for k, c in self._credit.items() if k in other.targets}
         self.targets, self.batch_size = dict(other.targets), other.batch_size
         self.max_vm_wait_ms, self.spill = other.max_vm_wait_ms, other.spill

@@ -1,6 +1,7 @@
 """The plan as the router's routing table (serving.routing): targets' shares follow their planned
-capacity, a request spills exactly when the route's budget says (the simulator's rule, worked
-by hand here), and the real Router class (no Ray) carries both out."""
+capacity, a request spills exactly when the route's budget says (the simulator's fluid queue,
+worked by hand here and checked against the simulator's own VmPool), and the real Router class
+(no Ray) carries both out."""
 import asyncio
 import time
 
@@ -24,17 +25,28 @@ def test_weighted_round_robin_follows_the_weights_within_one_request():
     assert VariantRoute({HEAD: 0.0}).pick() is None
 
 
-def test_admission_is_the_simulators_wait_over_mu_against_the_budget():
-    # mu 13.7 req/s, budget 200 ms: admitted while q / 13.7 s <= 0.2 s, i.e. q <= 2.74.
+def test_admission_is_the_simulators_fluid_queue_against_the_budget():
+    # mu 13.7 req/s, budget 200 ms: admitted while the backlog found is <= 0.2 x 13.7 = 2.74.
     route = VariantRoute({HEAD: 13.7}, max_vm_wait_ms=200.0, spill=True)
-    assert [route.admits(q) for q in range(5)] == [True, True, True, False, False]
-    assert route.expected_wait_ms(3) == pytest.approx(3000 / 13.7)
-    # Spill off: the budget is the client timeout (30 s here: q <= 411).
+    assert [route.admit(10.0) for _ in range(5)] == [True, True, True, False, False]  # 0, 1, 2 | 3, 3
+    assert route.backlog == 3.0  # spilled requests do not join the queue
+    assert route.expected_wait_ms(10.0) == pytest.approx(3000 / 13.7)
+    # 0.1 s later 1.37 requests have drained: backlog 1.63 fits, then 2.63 fits, then 3.63 does not.
+    assert [route.admit(10.1) for _ in range(3)] == [True, True, False]
+    assert route.backlog == pytest.approx(3.63)
+    assert route.admit(20.0) and route.backlog == 1.0  # drained empty, then this one
+    # The simulator's own pool on the same arrivals admits the same requests.
+    from controller.sim.vm_pool import VmPool
+    pool = VmPool("m", None)
+    pool.mu_per_s, pool.slots = 13.7, 1.0
+    admitted, _ = pool._serve_capped(np.array([0.0] * 5 + [0.1] * 3), 0.0, 13.7, 0.2 * 13.7)
+    assert admitted.tolist() == [True, True, True, False, False, True, True, False]
+    # Spill off: the budget is the client timeout (30 s here: a backlog up to 411).
     off = VariantRoute({HEAD: 13.7}, max_vm_wait_ms=200.0, spill=False, client_timeout_ms=30_000.0)
-    assert off.admits(411) and not off.admits(412)
+    assert sum(off.admit(0.0) for _ in range(420)) == 412
     # No budget (None): the client timeout as well; no capacity: nobody.
     assert VariantRoute({HEAD: 13.7}, max_vm_wait_ms=None).budget_ms() == 30_000.0
-    assert not VariantRoute({}).admits(0)
+    assert not VariantRoute({}).admit(0.0)
 
 
 def test_capacities_are_what_the_simulators_vm_pool_drains(tmp_path):
@@ -135,8 +147,9 @@ def test_a_request_spills_exactly_when_the_plans_budget_says():
     router._stop.set()  # no reaper for the real local provider we replace
     router.functions = _Functions(lambda: spilled.append(router.core.inflight_vm[VARIANT]))
     router._init_function_batcher()  # over the in-memory provider
-    # mu 10 req/s, budget 250 ms: a request finding q in flight waits q / 10 s: q = 0, 1, 2 fit, 3 not.
-    router.apply_control({"routing": {VARIANT: {"targets": {HEAD: 10.0}, "batch_size": 1, "max_vm_wait_ms": 250.0,
+    # mu 1 req/s, budget 2500 ms: five requests ~10 ms apart find backlogs 0, ~1, ~2 (admitted), ~3
+    # and ~3 (spilled: over 2.5; a spilled request does not join the queue).
+    router.apply_control({"routing": {VARIANT: {"targets": {HEAD: 1.0}, "batch_size": 1, "max_vm_wait_ms": 2500.0,
                                                 "spill": True}}})
 
     async def go():
@@ -151,9 +164,9 @@ def test_a_request_spills_exactly_when_the_plans_budget_says():
         return await asyncio.gather(*tasks)
     out = asyncio.run(go())
     assert [o[1] for o in out] == ["vm", "vm", "vm", "function", "function"]
-    assert spilled == [3, 3]
-    # Spill off: the same queue stays on the VM (the budget is the client timeout).
-    router.apply_control({"routing": {VARIANT: {"targets": {HEAD: 10.0}, "batch_size": 1, "max_vm_wait_ms": 250.0,
+    assert spilled == [3, 3]  # the three admitted were still in flight when the others spilled
+    # Spill off: the same arrivals stay on the VM (the budget is the client timeout).
+    router.apply_control({"routing": {VARIANT: {"targets": {HEAD: 1.0}, "batch_size": 1, "max_vm_wait_ms": 2500.0,
                                                 "spill": False}}})
     out = asyncio.run(go())
     assert [o[1] for o in out] == ["vm"] * 5
@@ -165,8 +178,9 @@ def test_a_stricter_request_slo_shrinks_the_budget_by_the_difference():
     route = VariantRoute({HEAD: 10.0}, max_vm_wait_ms=150.0, spill=True, slo_ms=200.0)
     assert route.budget_ms() == route.budget_ms(200.0) == route.budget_ms(500.0) == 150.0
     assert route.budget_ms(120.0) == 70.0  # 80 ms stricter
-    assert route.admits(0, 120.0) and not route.admits(1, 120.0)  # 0 ms fits 70, 100 ms does not
-    assert not route.admits(0, 0.001)  # an SLO below the service time: no wait fits, not even none
+    assert route.admit(0.0, 120.0) and not route.admit(0.0, 120.0)  # backlog 0: 0 ms fits 70; 1: 100 ms does not
+    assert route.admit(0.0, 200.0)  # the planned SLO: 100 ms fits 150
+    assert not VariantRoute({HEAD: 10.0}, 1, 150.0, True, slo_ms=200.0).admit(0.0, 0.001)  # below service: none
 
 
 def test_the_policys_selector_learns_in_the_router_even_when_handed_over_read_only(tmp_path):
