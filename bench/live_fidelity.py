@@ -1,17 +1,28 @@
 """Fidelity: the same trace slice and config through the live system and through the simulator.
 
-    .venv/bin/python bench/live_fidelity.py [--short] [--speedup 10] [--rate-scale 0.0075] [--duration-s 600]
+    .venv/bin/python bench/live_fidelity.py [--app imagenet|digits] [--slices START:DURATION:RATE,...]
+        [--start-s S --duration-s D --rate-scale R] [--speedup 10] [--short]
 
-Both sides model the same system: the same policy (`hybrid`), the same compressed WITS counts
-(one count per wall second; simulator arrivals `even`, like the load generator), the same fleet
-(the Ray head as a standing VM of `serving.head_instance_type`, billed from the start and never
-terminated; at most one local.small VM on top, 10 s emulated boot) and the same catalog: the live
-side runs first and the simulator plans with a copy of the daemon's own catalog (/status
-control.catalog_dir), whose digits rows carry what this machine measured at start: the forward
-pass plus the proxy and router time, and a real local function cold start. Reports SLO violation
-%, cost and p95 side by side (goal: within 15 % of each other; for the violation percentage, near
-0, the gap is in absolute percentage points, met at <= 1.5 pp, i.e. 15 % of 10 %). Writes the
-`live-fidelity` section of BENCHMARKS.md. `--short`: a 240-s slice (24 wall seconds) for a quick run.
+Both sides model the same system: the same policy (`hybrid`, whose selector both use: the live
+router selects with the policy's selector), the same compressed WITS counts (one count per wall
+second; simulator arrivals `even`, like the load generator), the same fleet (the Ray head as a
+standing VM of `serving.head_instance_type`, its capacity split over its variants by their work;
+at most one local.small VM on top, 10 s emulated boot), the same routing (the plan's routing
+table: targets weighted by planned capacity, the planned batch, the simulator's spill rule) and
+the same catalog: the live side runs first and the simulator plans with a copy of the daemon's
+own catalog (/status control.catalog_dir), whose rows carry what this machine measured at start
+(the forward pass plus the proxy and router time).
+
+`--app imagenet` (default): the ImageNet-architecture variants squeezenet, mobilenet and
+resnet18 (random initialisation; real compute), at rates this machine can carry, on slices where
+the load doubles within a minute or two: the policy buys a VM and requests spill to functions
+(cold starts included) within a few minutes. `--app digits`: the real-accuracy digits app (cheap
+models: little happens on this machine's rates). Default slices: the two below (--slices); one
+--start-s/--duration-s/--rate-scale instead gives one slice. Reports per slice SLO violation %,
+cost and p95 side by side (goal: cost and p95 within 15 %; the violation percentage within 1.5
+percentage points), and the share of requests each target served (head, procured VMs, functions),
+live against simulated. Writes the `live-fidelity` section of BENCHMARKS.md. `--short`: 240-s
+slices (24 wall seconds) for a quick run.
 """
 from __future__ import annotations
 
@@ -30,20 +41,54 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._report import write_section  # noqa: E402
-from bench.live_common import add_slice_args, slice_args, BENCH_CONFIG, Daemon, load_note  # noqa: E402
+from bench.live_common import add_slice_args, BENCH_CONFIG, Daemon, load_note  # noqa: E402
 
 HEAD_TYPE = "local.small"
-CONFIG = BENCH_CONFIG.replace("control: {enabled: %(control)s, instance_types: [local.small], max_vms: 1, "
-                              "prewarm_functions: false}",
-                              "control: {enabled: true, instance_types: [local.small], max_vms: 1, "
-                              "vm_boot_s: 10, prewarm_functions: false}\n"
-                              f"  head_instance_type: {HEAD_TYPE}")
+DIGITS_CONFIG = BENCH_CONFIG.replace("control: {enabled: %(control)s, instance_types: [local.small], max_vms: 1, "
+                                     "prewarm_functions: false}",
+                                     "control: {enabled: true, instance_types: [local.small], max_vms: 1, "
+                                     "vm_boot_s: 10, prewarm_functions: false}\n"
+                                     f"  head_instance_type: {HEAD_TYPE}")
+# The ImageNet architectures with random weights: real compute (~70-140 ms a forward pass on one
+# vCPU here), loaded on the head at start (no lazy load inside a measured slice).
+IMAGENET_CONFIG = f"""
+apps:
+  - name: imagenet
+    slo_ms: 1000
+    min_accuracy: 0.5
+policy:
+  control_interval_s: 5
+  scale_down_delay_s: 60
+  target_utilization: 0.6
+serving:
+  head_instance_type: {HEAD_TYPE}
+  serve_config_apps: false
+  apps:
+    - name: imagenet
+      slo_ms: 1000
+      min_accuracy: 0.5
+      variants: [squeezenet, mobilenet, resnet18]
+  variants:
+    squeezenet: {{min_replicas: 1, max_batch_size: 4}}
+    mobilenet: {{min_replicas: 1, max_batch_size: 4}}
+    resnet18: {{min_replicas: 1, max_batch_size: 4}}
+  max_body_mb: 16
+  functions: {{enabled: true, memory_mb: 1769, concurrency_limit: 2, keep_alive_s: 60}}
+  control: {{enabled: true, instance_types: [local.small], max_vms: 1, vm_boot_s: 10, prewarm_functions: false}}
+"""
+APPS = {"imagenet": ("imagenet", IMAGENET_CONFIG, 1000.0, "imagenet"),
+        "digits": ("digits", DIGITS_CONFIG, 200.0, "pixels")}
+# (trace start s, trace duration s, rate scale): the load doubles within the first minutes
+# (WITS at x10: ~1,800 -> ~3,700 and ~1,170 -> ~2,370 requests per wall second before scaling).
+DEFAULT_SLICES = ((4500, 2400, 0.0055), (14600, 2400, 0.0085))
 VIOLATION_GOAL_PP = 1.5
 GOAL = 0.15
 
 
-def simulate(counts, cfg_path: str, catalog_dir: str):
-    """The simulator on the daemon's catalog, with the head as a standing VM of the same type."""
+def simulate(counts, cfg_path: str, catalog_dir: str, serve_s: float | None = None):
+    """The simulator on the daemon's catalog, with the head as a standing VM of the same type.
+    serve_s: the live VMs' launch-to-serving time; the simulator's VMs boot that long (the
+    policy still plans with the catalog's boot, as the live policy did)."""
     from controller.catalog import Catalog
     from controller.config import AppConfig, StandingVmConfig, load_config
     from controller.sim.engine import Simulation
@@ -62,11 +107,24 @@ def simulate(counts, cfg_path: str, catalog_dir: str):
         "vm_latency_jitter_ms": read_latency_jitter_ms(catalog_dir)})
     pcfg = pcfg.model_copy(update={"apps": [AppConfig(name=a.name, slo_ms=a.slo_ms, min_accuracy=a.min_accuracy)
                                             for a in apps], "simulator": sim_cfg})
-    r = Simulation(pcfg, Catalog(catalog_dir), counts, "hybrid").run()
+    sim = Simulation(pcfg, Catalog(catalog_dir), counts, "hybrid", policy_kwargs={"selector": settings.selector})
+    if serve_s is not None:
+        from procurement.providers.fake import FakeVmProvider, FaultHooks
+        boot_dir = tempfile.mkdtemp(prefix="fidelity-boot-")
+        shutil.copytree(catalog_dir, boot_dir, dirs_exist_ok=True)
+        set_boot_s(boot_dir, serve_s)
+        sim.provider = FakeVmProvider.from_catalog(Catalog(boot_dir), sim.rng_boot, FaultHooks())
+    r = sim.run()
+    if serve_s is not None:
+        shutil.rmtree(boot_dir, ignore_errors=True)
     n = max(r.requests, 1)
+    head = sim.served_on_standing
     return {"requests": r.requests, "slo_violation_pct": 100.0 * r.slo_violations / n, "p95_ms": r.percentile_ms(95),
             "total_cost_usd": r.total_usd, "vm_cost_usd": r.vm_usd, "function_cost_usd": r.function_usd,
-            "function_share_pct": 100.0 * r.served_function / n, "cold_starts": r.cold_starts}
+            "function_share_pct": 100.0 * r.served_function / n, "cold_starts": r.cold_starts,
+            "shares_pct": {"head": 100.0 * head / n, "procured VMs": 100.0 * (r.served_vm - head) / n,
+                           "functions": 100.0 * r.served_function / n, "dropped": 100.0 * r.dropped / n},
+            "variants": {m: c for m, c in zip(r.models, r.model_requests) if c}}
 
 
 def gap(name: str, a: float, b: float) -> tuple[str, bool]:
@@ -91,102 +149,212 @@ def _status(url: str, timeout_s: float = 180.0) -> dict:
         time.sleep(1.0)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_slice_args(ap)
-    args = slice_args(ap)
+def live_shares(res) -> dict:
+    """Per target group, % of the scheduled requests (errors: none of these)."""
+    n = max(res.scheduled, 1)
+    vm = sum(c for t, c in res.targets.items() if str(t).startswith("vm-"))
+    return {"head": 100.0 * res.targets.get("head", 0) / n, "procured VMs": 100.0 * vm / n,
+            "functions": 100.0 * res.backends.get("function", 0) / n,
+            "dropped": 100.0 * sum(res.errors.values()) / n}
+
+
+def run_slice(app: str, start_s: int, duration_s: int, rate_scale: float, speedup: float) -> dict:
+    """One slice live, then simulated on the daemon's catalog; prints the live / sim / events lines."""
     from controller.sim.trace import load_trace, prepare
     from serving.loadgen import run_load, schedule
 
-    os.environ.setdefault("HYBRIDSERVE_CACHE", os.path.join(tempfile.gettempdir(), "hybridserve-test-cache"))
-    counts = prepare(load_trace("wits"), args.start_s, args.duration_s, args.rate_scale, args.speedup)
+    name, config, slo_ms, payload = APPS[app]
+    counts = prepare(load_trace("wits"), start_s, duration_s, rate_scale, speedup)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
-        fh.write(CONFIG)
+        fh.write(config)
     catalog_dir = tempfile.mkdtemp(prefix="fidelity-catalog-")
     try:
-        with Daemon(control=True, config_text=CONFIG) as d:
+        with Daemon(control=True, config_text=config) as d:
             shutil.copytree(_status(d.url)["catalog_dir"], catalog_dir, dirs_exist_ok=True)
-            res = asyncio.run(run_load(d.url, "digits", schedule(counts), 200.0))
+            res = asyncio.run(run_load(d.url, name, schedule(counts), slo_ms, payload=payload,
+                                       feedback=payload != "imagenet"))
             st = _status(d.url)
+            with urllib.request.urlopen(d.url + "/metrics", timeout=30) as r:
+                metrics_page = r.read().decode()
         n = max(res.scheduled, 1)
+        events = st.get("tick", {}).get("events") or []
         live = {"requests": res.scheduled, "slo_violation_pct": 100.0 * (n - res.slo_met) / n,
                 "p95_ms": res.percentile_ms(95), "total_cost_usd": st["cost_usd"]["total"],
                 "vm_cost_usd": st["cost_usd"]["vm"], "function_cost_usd": st["cost_usd"]["function"],
-                "function_share_pct": 100.0 * res.backends.get("function", 0) / n, "cold_starts": res.cold_starts}
-        print("live", live, "variants", dict(res.variants), "events", st.get("tick", {}).get("events"), flush=True)
-        sim = simulate(counts, fh.name, catalog_dir)
+                "function_share_pct": 100.0 * res.backends.get("function", 0) / n, "cold_starts": res.cold_starts,
+                "shares_pct": live_shares(res), "variants": dict(res.variants)}
+        print("live", live, "targets", dict(res.targets), "errors", dict(res.errors), flush=True)
+        print("events", events, flush=True)
+        serve_s = time_to_serve_s(events)
+        sim = simulate(counts, fh.name, catalog_dir, serve_s)
         print("sim", sim, flush=True)
         with open(os.path.join(catalog_dir, "vm_latency.csv")) as f:
             vm_rows = [ln.split(",") for ln in f.read().splitlines()[1:]]
         with open(os.path.join(catalog_dir, "models.csv")) as f:
             model_rows = [ln.split(",") for ln in f.read().splitlines()[1:]]
-        from serving.live_catalog import read_latency_jitter_ms
-        jitter = read_latency_jitter_ms(catalog_dir)
     finally:
         os.unlink(fh.name)
         shutil.rmtree(catalog_dir, ignore_errors=True)
+    return {"app": app, "slice": (start_s, duration_s, rate_scale, speedup), "counts": counts, "live": live,
+            "time_to_serve_s": serve_s,
+            "sim": sim, "events": events, "errors": dict(res.errors), "metrics_page": metrics_page,
+            "service_ms": {r[0]: r[3] for r in vm_rows if r[1] == HEAD_TYPE and r[2] == "1"},
+            "cold_ms": {r[0]: r[5] for r in model_rows}}
 
-    service = {r[0]: r[3] for r in vm_rows if r[1] == HEAD_TYPE and r[2] == "1"}
-    cold = {r[0]: r[5] for r in model_rows}
+
+def time_to_serve_s(events: list[str]) -> float | None:
+    """Seconds from a VM's launch to its Serve app serving, from the loop's events
+    ("HH:MM:SS launch <id> (...) for <m>", "HH:MM:SS <id> serves <m> ..."); the mean, None if none."""
+    def secs(e):
+        h, m, s_ = map(int, e.split(" ", 1)[0].split(":"))
+        return 3600 * h + 60 * m + s_
+    launched, waits = {}, []
+    for e in events:
+        words = e.split()
+        if len(words) > 2 and words[1] == "launch":
+            launched[words[2]] = secs(e)
+        elif len(words) > 2 and words[2] == "serves" and words[1] in launched:
+            waits.append((secs(e) - launched[words[1]]) % 86400)
+    return float(np.mean(waits)) if waits else None
+
+
+def set_boot_s(catalog_dir: str, boot_s: float) -> None:
+    """Every instance type's boot in the simulator's copy of the catalog (no spread)."""
+    import csv
+    path = os.path.join(catalog_dir, "instance_types.csv")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["boot_s_mean"], r["boot_s_std"] = f"{boot_s:g}", "0"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def slice_table(out: dict) -> tuple[list[str], list[str]]:
+    """(markdown lines, measures that missed the goal) of one slice."""
+    sim, live = out["sim"], out["live"]
     rows = [("SLO violations (%)", sim["slo_violation_pct"], live["slo_violation_pct"]),
             ("p95 latency (ms)", sim["p95_ms"], live["p95_ms"]),
             ("cost (USD)", sim["total_cost_usd"], live["total_cost_usd"])]
     more = [("  VM cost (USD)", sim["vm_cost_usd"], live["vm_cost_usd"]),
             ("  function cost (USD)", sim["function_cost_usd"], live["function_cost_usd"]),
-            ("  function share (%)", sim["function_share_pct"], live["function_share_pct"]),
             ("  function cold starts", sim["cold_starts"], live["cold_starts"])]
     lines = ["| measure | simulator | live | gap | within goal |", "|---|---|---|---|---|"]
-    verdicts = []
+    missed = []
     for name, a, b in rows:
         shown, met = gap(name, a, b)
-        verdicts.append((name, met))
+        if not met:
+            missed.append(name)
         lines.append(f"| {name} | {a:.6g} | {b:.6g} | {shown} | {'yes' if met else '**no**'} |")
     lines += [f"| {name} | {a:.6g} | {b:.6g} | {gap(name, a, b)[0]} | |" for name, a, b in more]
-    missed = [name for name, met in verdicts if not met]
-    body = "\n".join([
-        f"WITS [{args.start_s}, {args.start_s + args.duration_s}) s, speedup x{args.speedup:g}, rate x{args.rate_scale:g} "
-        f"({int(counts.sum()):,} requests over {len(counts)} wall seconds), app `digits` (SLO 200 ms, floor 0.85), "
-        f"policy `hybrid`. Same fleet on both sides: the head as a standing {HEAD_TYPE} VM (billed from the start, "
-        "never terminated, one ready VM per digits variant in the policy's view), at most one local.small VM "
-        "(10 s boot) on top. Same catalog: the daemon's, copied while it ran; its digits rows as this machine "
-        f"measured them at start: batch-1 service time through proxy and router on {HEAD_TYPE} "
-        f"{json.dumps(service)} ms, function cold start (catalog `cold_start_ms`, the simulator adds "
-        f"`container_init_ms` 800 ms) {json.dumps(cold)} ms; the start-up samples' spread around their median "
-        f"({len(jitter)} samples): p95 +{np.percentile(jitter, 95) if jitter else 0:.1f} ms, "
-        f"p99 +{np.percentile(jitter, 99) if jitter else 0:.1f} ms. Simulator arrivals `even`, like the load generator.",
-        "", "Gap: relative to the larger of the two for p95 and cost; in absolute percentage points for the SLO "
-        f"violation percentage (near 0 a ratio means nothing), met at <= {VIOLATION_GOAL_PP:g} pp.", "",
-        *lines, "",
-        f"Live: variants {json.dumps(dict(res.variants))}, errors {json.dumps(dict(res.errors))}, fleet events: "
-        f"{'; '.join(e.split(' ', 1)[1] for e in st.get('tick', {}).get('events', [])[-6:]) or 'none'}.", "",
-        ("Goal (within 15 %) met on every measure." if not missed else
-         f"Goal NOT met on: {', '.join(missed)}. Why: see the notes below."), "",
-        NOTES, "", load_note()])
-    write_section("live-fidelity", "Live: simulator vs live system on the same slice", body)
+    lines += ["", "| share of requests served by | simulator | live |", "|---|---|---|"]
+    lines += [f"| {k} | {sim['shares_pct'][k]:.1f} % | {live['shares_pct'][k]:.1f} % |" for k in sim["shares_pct"]]
+    return lines, missed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_slice_args(ap)
+    ap.add_argument("--app", choices=sorted(APPS), default="imagenet")
+    ap.add_argument("--slices", help="START:DURATION:RATE_SCALE[,...] in trace seconds (default: the two "
+                    f"slices {', '.join(':'.join(map(str, s)) for s in DEFAULT_SLICES)})")
+    args = ap.parse_args()
+    if args.slices:
+        try:
+            slices = [tuple(t(x) for t, x in zip((int, int, float), part.split(":"), strict=True))
+                      for part in args.slices.split(",")]
+        except ValueError:
+            print(f"--slices: expected START:DURATION:RATE_SCALE[,...], got {args.slices!r}", file=sys.stderr)
+            return 2
+    elif any(a.startswith(("--start-s", "--duration-s", "--rate-scale")) for a in sys.argv[1:]):
+        slices = [(args.start_s, args.duration_s, args.rate_scale)]
+    else:
+        slices = list(DEFAULT_SLICES)
+    if args.short:
+        slices = [(s, 240, r) for s, _, r in slices]
+    os.environ.setdefault("HYBRIDSERVE_CACHE", os.path.join(tempfile.gettempdir(), "hybridserve-test-cache"))
+    outs = [run_slice(args.app, s, d, r, args.speedup) for s, d, r in slices]
+    name, _, slo_ms, _ = APPS[args.app]
+    body = [f"App `{name}` (SLO {slo_ms:g} ms), policy `hybrid`, speedup x{args.speedup:g}. Same fleet on both sides: "
+            f"the head as a standing {HEAD_TYPE} VM (billed from the start, never terminated, its capacity split "
+            "over its variants by their work in the last interval), at most one local.small VM (10 s boot) on top; "
+            "the plan's routing table live (targets weighted by planned capacity, the planned batch, the spill "
+            "rule and budget as the simulator applies them); the policy's selector on both sides. Same catalog: the "
+            "daemon's, copied while it ran. Gap: relative to the larger of the two for p95 and cost; in absolute "
+            f"percentage points for the SLO violation percentage, met at <= {VIOLATION_GOAL_PP:g} pp.", ""]
+    all_missed = []
+    for out in outs:
+        start_s, duration_s, rate, speed = out["slice"]
+        lines, missed = slice_table(out)
+        all_missed += [f"{m} (slice {start_s})" for m in missed]
+        vms = [e.split(" ", 1)[1] for e in out["events"] if " serves " in e or "launch " in e]
+        body += [f"**Slice WITS [{start_s}, {start_s + duration_s}) s, rate x{rate:g}** "
+                 f"({int(out['counts'].sum()):,} requests over {len(out['counts'])} wall seconds; live VM launch "
+                 f"to serving {out['time_to_serve_s'] or 0:.0f} s, the simulator's VMs boot that long; batch-1 service "
+                 f"on {HEAD_TYPE} through proxy and router {json.dumps(out['service_ms'])} ms; function cold start "
+                 f"(catalog, plus `container_init_ms` 800 ms in the simulator) {json.dumps(out['cold_ms'])} ms).", "",
+                 *lines, "",
+                 f"Live: variants {json.dumps(out['live']['variants'])} (simulated: "
+                 f"{json.dumps(out['sim']['variants'])}), errors {json.dumps(out['errors'])}; VM events: "
+                 f"{'; '.join(vms) or 'none'}.", ""]
+    body += [("Goal met on every measure of every slice." if not all_missed else
+              f"Goal NOT met on: {', '.join(all_missed)}. Why: see the notes below."), "", NOTES, "", load_note()]
+    write_section("live-fidelity", "Live: simulator vs live system on the same slices", "\n".join(body))
+    write_section("live-promtool", "Live: `promtool check metrics` of a live /metrics page", promtool_report(outs[-1]))
     return 0
 
 
+def promtool_report(out: dict) -> str:
+    """`promtool check metrics` over the last slice's /metrics page (taken at its end), or, where
+    promtool is not installed, prometheus_client's parser plus the base-unit naming rules."""
+    import re
+    import subprocess
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    page = out["metrics_page"]
+    fams = list(text_string_to_metric_families(page))
+    names = sorted(f.name for f in fams if f.name.startswith("hybridserve_"))
+    bad = [n for n in names if re.search(r"_(ms|mb|per_s)(_|$)", n)]
+    tool = shutil.which("promtool")
+    if tool:
+        version = subprocess.run([tool, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+        r = subprocess.run([tool, "check", "metrics"], input=page, capture_output=True, text=True, timeout=60)
+        verdict = (f"`promtool check metrics` ({version}): exit {r.returncode}, "
+                   + ("no problems reported." if r.returncode == 0 and not (r.stdout + r.stderr).strip()
+                      else "reported:\n\n```\n" + (r.stdout + r.stderr).strip() + "\n```"))
+    else:
+        verdict = "promtool is not installed here: checked with prometheus_client's parser and the naming rules only."
+    return "\n".join([
+        f"The daemon's /metrics page at the end of slice WITS {out['slice'][0]} ({len(page):,} bytes, "
+        f"{len(names)} hybridserve families), piped to promtool:", "", verdict, "",
+        f"Names with a non-base unit (`_ms`, `_mb`, `_per_s`): {', '.join(bad) or 'none'}. Families: "
+        + ", ".join(f"`{n}`" for n in names) + ".",
+        "", "Command: `.venv/bin/python bench/live_fidelity.py` (the same run as live-fidelity)."])
+
+
 NOTES = (
-    "What makes the two sides comparable (issue #11): (1) the head's standing replicas are a VM on both sides "
-    "(`serving.head_instance_type` live, `simulator.standing_vms` in the simulator; billed from the start in the same "
-    "ledger arithmetic, never terminated), so neither serves for free and the policy plans around the same capacity; "
-    "(2) the simulator plans and serves with the daemon's own catalog, whose digits service time is the median time "
-    "of one-sample requests through the HTTP proxy and router measured at start, and whose function cold start is a "
-    "real local function's; (3) the spread of those start-up samples around their median is added to each "
-    "VM-served request in the simulator (`simulator.vm_latency_jitter_ms`), so its p95 has a tail; (4) the "
-    "simulator starts as the daemon does (`warm_start: false`: a quiet first second, ordinary boots) and keeps no "
-    "warm pool (`prewarm_functions: false`, as the daemon's config). What still differs, and moves the figures "
-    "when the goal is missed: (a) p95: the start-up samples are sent one at a time, so they hold no contention, "
-    "while during the run requests overlap in the single proxy and router processes (CPU-bound Python, ~14 ms of CPU a "
-    "request across proxy and router, ~110 req/s at most here: live-router-overhead) and with the load generator on the same 2 cores; the "
-    "simulator adds that overhead to a batchable service time of 1 vCPU slots, so at 15 req/s it sees almost no "
-    "queueing and its p95 stays near the start-up median plus spread (on a quiet machine the live p95 is ~1.5x "
-    "the simulator's; on a loaded one the spread measured at start can exceed or fall short of the run's); "
-    "(b) live latency follows the load of this shared machine *during* the run, the "
-    "simulator's follows what was measured at start (a stall of other engineers' jobs mid-run shows only live); "
-    "the router's own selector picks the live variants (the simulator's policy selector may pick another mix); "
-    "and a live spill to a function pays the measured cold start (tens of seconds under load), which the simulator "
-    "reproduces only if it spills the same requests.")
+    "What makes the two sides comparable (issues #11, #20): (1) one selection path: the live router selects "
+    "every app request with the policy's own selector (`policy.selector()`, handed over by the control loop, its "
+    "learned state loaded back into the policy every tick), fed the same outcomes as the simulator's; (2) the "
+    "plan is the router's routing table: per variant the head (at its share) and each procured VM weighted by "
+    "planned capacity, the planned batch size, and the simulator's spill rule (wait = requests in flight / "
+    "mu against `max_vm_wait_ms`); (3) the head is a standing VM on both sides, its capacity counted once "
+    "across its variants (split by their work in the last interval), billed from the start, never terminated; "
+    "(4) the simulator plans and serves with the daemon's own catalog, whose service times are this machine's "
+    "through the HTTP proxy and router measured at start, plus the spread of those samples "
+    "(`simulator.vm_latency_jitter_ms`); (5) both start cold (`warm_start: false`) without a warm pool. What "
+    "still differs, and moves the figures when a goal is missed: (a) this machine has 2 cores shared by the "
+    "proxy, the router with the head's in-process replicas, a procured VM's Ray node, the function processes, "
+    "the load generator and other engineers' jobs, while the simulator gives each VM and function the CPU its "
+    "catalog row was measured with: under a burst the live service times stretch (p95); (b) a live function "
+    "cold start is a real process start (interpreter, mxnet import, weights) under a CPU quota on that loaded "
+    "machine, the simulator's the catalog's `cold_start_ms` + `container_init_ms`; (c) a live VM serves only "
+    "once its node has joined and its Serve replica has loaded the model (~25-30 s after the launch here), the "
+    "simulator's after its emulated boot; (d) the head's share follows the last interval's work on both sides, "
+    "but live its in-process variants take its CPU as they come.")
 
 
 if __name__ == "__main__":
