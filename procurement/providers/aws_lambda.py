@@ -34,8 +34,12 @@ class AwsFunctionProvider:
                  provisioned_concurrency: bool = False, environment: dict[str, str] | None = None,
                  prewarm_interval_s: float = 300.0, min_memory_mb: int = 128, max_memory_mb: int = 10240,
                  endpoint_url: str | None = None, retry: RetrySettings = RetrySettings(), session: Any = None,
-                 sleep: Callable[[float], None] = time.sleep, rng: np.random.Generator | None = None):
+                 sleep: Callable[[float], None] = time.sleep, rng: np.random.Generator | None = None,
+                 retry_invoke_throttles: bool = True):
+        """retry_invoke_throttles: False for a caller with a fallback and a deadline shorter than
+        any backoff (the router, which serves a throttled request at a VM at once)."""
         self.deployment_id, self.region = deployment_id, region
+        self.retry_invoke_throttles = retry_invoke_throttles
         self.image_uri, self.role_arn, self.timeout_s = image_uri, role_arn, timeout_s
         self.ephemeral_storage_mb = ephemeral_storage_mb
         self.reserved_concurrency, self.provisioned_concurrency = reserved_concurrency, provisioned_concurrency
@@ -136,7 +140,8 @@ class AwsFunctionProvider:
                       Payload=json.dumps(payload).encode())
         if model in self._alias_live:
             kwargs["Qualifier"] = "live"  # where the provisioned instances are
-        for attempt in range(self._retry.max_attempts):
+        attempts = self._retry.max_attempts if self.retry_invoke_throttles else 1
+        for attempt in range(attempts):
             t0 = time.perf_counter()
             try:
                 resp = client.invoke(**kwargs)
@@ -144,7 +149,7 @@ class AwsFunctionProvider:
                 code = _error_code(e)
                 if code in THROTTLE_CODES:
                     delay_s = self._backoff.delay_s(attempt)
-                    if attempt + 1 < self._retry.max_attempts and time.perf_counter() + delay_s < deadline:
+                    if attempt + 1 < attempts and time.perf_counter() + delay_s < deadline:
                         self._backoff.sleep(delay_s)
                         continue
                     return InvokeResult(False, None, 0.0, 0.0, False, "throttled")

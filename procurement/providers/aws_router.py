@@ -1,8 +1,9 @@
 """The router's function backend on AWS Lambda: what `serving.router_app.Router` spills to when
 the config's provider is aws (built by `serving.function_fleet.build_function_provider`).
 
-It wraps `AwsFunctionProvider` (aws_lambda.py: create/update the functions, invoke with retries
-on throttling inside the request's timeout) with what the router needs beyond the provider
+It wraps `AwsFunctionProvider` (aws_lambda.py: create/update the functions, with backoff on
+throttled control-plane calls; invokes that Lambda throttles are answered "throttled" at once, so
+the router serves them at a VM within their SLO) with what the router needs beyond the provider
 protocol, the same surface as `LocalFunctionProvider`:
 
 - `invoke(model, batch, timeout_s)` takes the float32 N×C×H×W batch and answers its N×classes
@@ -104,6 +105,9 @@ class AwsRouterFunctions:
     def from_config(cls, provider_cfg: dict, keep_alive_s: float, concurrency_limit: int,
                     functions_cfg: Any = None, **kwargs) -> "AwsRouterFunctions":
         from procurement.providers.aws_lambda import AwsFunctionProvider
+        # A throttled request is served at a VM at once: an SLO of a few hundred ms is shorter
+        # than any backoff (0.2 s, 0.4 s, ...), so retrying here would only make it late.
+        kwargs.setdefault("retry_invoke_throttles", False)
         return cls(AwsFunctionProvider.from_config(provider_cfg, functions_cfg=functions_cfg, **kwargs),
                    keep_alive_s=keep_alive_s, concurrency_limit=concurrency_limit)
 
