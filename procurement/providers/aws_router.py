@@ -152,8 +152,8 @@ class AwsRouterFunctions:
                 return InvokeResult(False, None, 0.0, 0.0, False,
                                     f"throttled: concurrency limit {self.concurrency_limit} reached")
             st = self._models.setdefault(model, _Model(0))
-            if st.idle_since_s:
-                st.idle_since_s.pop()  # the most recently used environment: Lambda reuses warm ones
+            # The most recently used environment: Lambda reuses warm ones.
+            reused_s = st.idle_since_s.pop() if st.idle_since_s else None
             st.busy += 1
             st.peak_concurrency = max(st.peak_concurrency, st.busy)
         res = self.lam.invoke(model, payload, timeout_s)
@@ -163,15 +163,17 @@ class AwsRouterFunctions:
                                    res.billed_ms, res.cold_start)
             except ValueError as e:
                 res = InvokeResult(False, res.payload, res.duration_ms, res.billed_ms, res.cold_start, f"error: {e}")
-        self._finished(model, st, res)
+        self._finished(model, st, res, reused_s)
         return res
 
-    def _finished(self, model: str, st: _Model, res: InvokeResult) -> None:
+    def _finished(self, model: str, st: _Model, res: InvokeResult, reused_s: float | None) -> None:
         ran = res.billed_ms > 0  # the call reached an execution environment (Lambda billed it)
         with self._lock:
             st.busy -= 1
             if ran and not (res.error or "").startswith("timeout"):
                 st.idle_since_s.append(self._clock())  # it stays warm for the keep-alive
+            elif not ran and reused_s is not None:
+                st.idle_since_s.append(reused_s)  # never reached it (throttled): still as warm as it was
             if not res.ok:
                 if not (res.error or "").startswith("throttled"):
                     st.errors += 1

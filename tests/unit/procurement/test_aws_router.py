@@ -140,6 +140,15 @@ def test_warm_environments_are_estimated_as_lambda_keeps_them():
     assert fns.reap() == 0 and fns.stats()["tiny"]["instances"] == 1
 
 
+def test_a_throttled_call_leaves_the_warm_environment_idle():
+    fns, lam, _ = _backend()
+    fns.deploy("tiny", 1024)
+    fns.invoke("tiny", X, 5)
+    lam.throttle_next = 1
+    assert fns.invoke("tiny", X, 5).error == "throttled"
+    assert fns.has_idle("tiny") and fns.stats()["tiny"]["instances"] == 1
+
+
 def test_injected_faults_apply_before_lambda():
     from procurement.providers.local import FunctionFaults
     fns, lam, _ = _backend()
