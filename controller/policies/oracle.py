@@ -23,7 +23,7 @@ per MILP (default 50 s), `oracle_mip_rel_gap` (default 1e-3).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -49,15 +49,44 @@ def default_window_s(horizon_s: int, minimum_s: float) -> int:
     return base * max(1, math.ceil(horizon_s / (base * MAX_WINDOWS)))
 
 
+QUEUE_SPAN_S = 5  # seconds of backlog the queue-effective demand looks back over
+
+
+def queue_effective_demand(d: np.ndarray, budget_s: float, span_s: int = QUEUE_SPAN_S) -> np.ndarray:
+    """The VM capacity each second needs when requests may wait `budget_s` in the VM queue:
+    e_s = max over k = 0..span of (d_(s-k) + ... + d_s) / (k + 1 + budget_s). Capacity x >= e_s
+    at every second keeps the fluid queue's backlog within budget_s x (what the route admits):
+    the backlog after s is at most max_k (d_(s-k..s) - (k + 1) x), which is <= budget_s x."""
+    d = np.asarray(d, dtype=float)
+    csum = np.concatenate([[0.0], np.cumsum(d)])
+    s = np.arange(len(d))
+    e = d / (1.0 + budget_s)
+    for k in range(1, span_s + 1):
+        lo = np.maximum(s - k, 0)
+        e = np.maximum(e, (csum[s + 1] - csum[lo]) / (s - lo + 1 + budget_s))
+    return e
+
+
 def plan_class(ctx, cls, demand_per_s: np.ndarray, st: Settings) -> tuple[ClassPlan, list[ClassPlan]]:
     """The cheapest plan for one class on one variant at one VM batch size, and every
-    relaxation solved on the way (one per variant and batch group)."""
-    relaxed = []
+    relaxation solved on the way (one per variant and batch group).
+
+    Each group plans with the queue-effective demand of its wait budget (the SLO less its
+    slowest type's batch latency), pricing a function request per unit of it at (1 + budget)
+    times its price: a second whose VMs fall short by e_s - x sends at most (1 + budget)(e_s - x)
+    requests to functions."""
+    relaxed, demand_of = [], {}
     for model in candidate_models(ctx, cls):
-        fn = planned_function(ctx, model, cls.slo_ms)
-        groups = planned_vm_groups(ctx, model, cls.slo_ms) or ([[]] if fn is not None else [])
+        fn0 = planned_function(ctx, model, cls.slo_ms)
+        groups = planned_vm_groups(ctx, model, cls.slo_ms) or ([[]] if fn0 is not None else [])
         for choices in groups:
-            relaxed.append(solve_class(demand_per_s, model, choices, fn, st, integer=False))
+            service_ms = max((ctx.catalog.vm_profile(model, c.instance_type).latency_at(c.batch_size)
+                              for c in choices), default=cls.slo_ms)
+            budget_s = max(0.0, cls.slo_ms - service_ms) / 1000.0
+            d = queue_effective_demand(demand_per_s, budget_s) if choices else demand_per_s
+            fn = fn0 if fn0 is None or not choices else replace(fn0, usd_per_request=fn0.usd_per_request * (1 + budget_s))
+            relaxed.append(solve_class(d, model, choices, fn, st, integer=False))
+            demand_of[id(relaxed[-1])] = d
     if not relaxed:
         raise PolicyError(f"oracle: no variant serves app {cls.name!r} within {cls.slo_ms:g} ms "
                           f"at accuracy {cls.min_accuracy}")
@@ -65,7 +94,7 @@ def plan_class(ctx, cls, demand_per_s: np.ndarray, st: Settings) -> tuple[ClassP
     for lp in sorted(relaxed, key=lambda p: p.objective_usd):
         if best is not None and lp.objective_usd >= best.objective_usd * (1 - 1e-9):
             break
-        plan = solve_class(demand_per_s, lp.model, list(lp.choices), lp.function, st, integer=True)
+        plan = solve_class(demand_of[id(lp)], lp.model, list(lp.choices), lp.function, st, integer=True)
         if best is None or plan.objective_usd < best.objective_usd:
             best = plan
     return best, relaxed
@@ -138,8 +167,11 @@ class Oracle:
                 fn_by_model[m] = plan.function
                 a = np.maximum(plan.fn_instances, 0.0)
                 # Ping price per instance (1 ms every prewarm interval) is too small to plan
-                # with; the pool covers the planned concurrency plus its Poisson spread.
-                need = np.ceil(a + 3.0 * np.sqrt(a) - 1e-9)
+                # with; the pool covers the planned concurrency plus its Poisson spread, and
+                # at least one instance: the VMs' own Poisson bursts spill a few requests even
+                # where the plan expects none, and one warm instance (its init, as a cold start
+                # would bill, and its pings) spares them a cold start past the SLO.
+                need = np.maximum(1.0, np.ceil(a + 3.0 * np.sqrt(a) - 1e-9))
                 pool[m] = pool.get(m, 0) + need
         self.class_models = models
         self._selector = FixedSelector(models)

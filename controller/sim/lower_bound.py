@@ -3,13 +3,13 @@ policy that serves every request within its SLO can go below in the simulator.
 
 The problem (one query class; per-second demand d_s from the trace, s = 0..T-1):
   y_s >= 0   VM capacity ready at second s (req/s; fractional VMs)
-  z_s >= y_s - y_(s-1), >= 0     capacity that became ready at s (s >= 1; at a warm start the
-                                 capacity of second 0 is ready at once, else z_0 >= y_0)
+  z_s >= y_s - y_(s-1), >= 0     capacity that became ready at s (at a warm start the capacity
+                                 of second 0 is ready at once, else z_0 >= y_0)
+  P_s >= y_s,  P_s >= sum_{s-m < s' <= s} z_s'   capacity paid at s (m = minimum - shortest boot)
   f_s in [0, d_s]                requests of second s served by functions
-  B_s >= B_(s-1) + (d_s - f_s) - y_s, >= 0     the VM queue's backlog at the end of second s
-  B_s <= slo * y_s + 1           what an SLO-bound queue may hold
-  C   >= a (sum_s y_s + boot sum_s z_s)  and  C >= 60 a (y_0 + sum_s z_s)
-  minimise C + f sum_s f_s
+  (d_s - f_s) <= (1 + slo) y_s + 1                           one second through the VM queue
+  (d_s - f_s) + (d_(s+1) - f_(s+1)) <= y_s + (1 + slo) y_(s+1) + 1   two seconds through it
+  minimise a sum_s (P_s + boot z_s) + f sum_s f_s
 
 Why no policy run through the simulator can cost less (every request within its SLO, one class):
 1. VM capacity. A VM of type t serving variant m within the SLO runs batches whose latency fits
@@ -19,15 +19,19 @@ Why no policy run through the simulator can cost less (every request within its 
    same billing rules, so every cost term below is proportional to a = price / cap: in the LP,
    capacity of any (variant, type) can be swapped for capacity of the one with the least a at no
    more cost. The floor prices all VM capacity at that least a (per req/s per second).
-2. VM cost. A VM's bill is price x max(60 s, lifetime), lifetime = boot + time ready. Summed over
-   VMs, time ready x cap is sum_s y_s and the number of VMs is at least the capacity that ever
-   became ready (sum_s z_s, plus y_0), so the bill is at least both terms of C. A VM terminated
-   before it is ready only adds cost.
+2. VM cost. A VM's bill is price x max(minimum, boot + time ready) >= price x (shortest boot +
+   max(m, time ready)). Count each VM as paid at every second it is ready and at every second
+   within m of becoming ready: the paid count at s is at least both the ready capacity y_s and
+   the capacity that became ready within the last m seconds; capacity that became ready at s
+   is at least the rise y_s - y_(s-1). A VM terminated before it is ready only adds cost.
 3. Queueing. The simulator's VM pool is a fluid queue draining y_s per second; it admits a
    request only while the backlog it finds is at most the route's wait budget (below the SLO)
-   times the drain rate, and the backlog grows by one per admitted request: hence the two
-   backlog rows. Arrivals inside a second are bunched or spread as they come; counting them by
-   the second can only let the floor serve more.
+   times the drain rate, and the backlog grows by one per admitted request, so the backlog left
+   at the end of a second is at most slo y_s + 1. What the VMs take in seconds s..s+k is then
+   at most their drain over those seconds plus that last backlog (the backlog before s is >= 0):
+   the rows for k = 0 and 1 (longer spans only tighten it a little, at a far slower solve).
+   Arrivals inside a second are bunched or spread as they come; counting them by the second can
+   only let the floor serve more.
 4. Functions. Each function-served request pays at least f, the least $ per request of any
    memory, any batch whose execution fits the SLO and the partition planner's chain
    (`reference_options.floor_function_usd`); cold starts and warm-up pings only add.
@@ -36,8 +40,12 @@ Why no policy run through the simulator can cost less (every request within its 
 Hence every policy's run is a feasible point of this LP at no less cost, and the LP's optimum is
 below it. It is also a relaxation of the optimum's MILP (`controller.policies.offline_optimum`):
 that plan's VMs have less capacity (target utilisation, a batch fitting half the SLO), are
-launched earlier (a longer lead), are integer and constant over each window; its functions pay at
-least f. So lower-bound <= optimum by construction.
+launched earlier (a longer lead), are integer and constant over each window, cover every second
+without a queue; its functions pay at least f. So lower-bound <= optimum by construction.
+
+Solved CHUNK_S seconds at a time, each chunk starting with its capacity ready and no backlog:
+dropping the rows that couple chunks only lowers the optimum, so the sum stays a floor (and the
+full Berkeley trace solves in well under a minute rather than not at all).
 
 Several classes: each is bounded apart and the bounds added, without the start and minimum terms
 (VMs shared by classes could start fewer times than the classes' separate fleets), so the sum
@@ -78,12 +86,12 @@ def floor_prices(ctx, cls):
     return (best_vm or (math.inf, None)) + best_fn
 
 
-CHUNK_S = 3600  # the LP is solved an hour at a time (see the module docstring)
+CHUNK_S = 1800  # the LP is solved half an hour at a time (see the module docstring)
 
 
 def class_bound(demand_per_s: np.ndarray, a_usd: float, boot_s: float, minimum_s: float, fn_usd: float,
                 slo_s: float, warm_start: bool = True, starts: bool = True) -> tuple[float, str]:
-    """The LP above for one class, hour by hour; returns ($, HiGHS status)."""
+    """The LP above for one class, CHUNK_S at a time; returns ($, HiGHS status)."""
     d = np.asarray(demand_per_s, dtype=float)
     if len(d) == 0 or d.sum() == 0:
         return 0.0, "empty"
@@ -103,55 +111,58 @@ def _chunk(d, a_usd, boot_s, minimum_s, fn_usd, slo_s, free_start: bool, starts:
     if d.sum() == 0:
         return 0.0, "optimal"
     has_vm, has_fn = math.isfinite(a_usd), math.isfinite(fn_usd)
-    m = max(0, int(math.ceil(minimum_s - boot_s)))  # seconds a started VM is paid for at least
-    # Columns: y (T), Z (T) capacity started up to s (cumulative: sum of the z above), P (T)
-    # capacity paid at s, f (T), B (T). P_s >= y_s (ready capacity is paid) and
-    # P_s >= Z_s - Z_(s-m) (capacity started within the last m = minimum - boot seconds is paid
-    # whether still ready or not): each VM's bill, boot + max(m, time ready), is at least what
-    # the LP charges it; the LP's bill is a P + a boot Z_(T-1).
-    oy, oZ, oP, of, ob = 0, T, 2 * T, 3 * T, 4 * T
-    nv = 5 * T
+    m = max(0, int(math.ceil(minimum_s - boot_s))) if starts else 0
+    # Columns: y (T) ready capacity, z (T) capacity that became ready, P (T) capacity paid, f (T).
+    oy, oz, oP, of = 0, T, 2 * T, 3 * T
+    nv = 4 * T
     s = np.arange(T)
-    ent_r, ent_c, ent_v = [], [], []
+    ent_r, ent_c, ent_v, lo = [], [], [], []
 
     def put(r, col, v):
         ent_r.append(np.asarray(r)), ent_c.append(np.asarray(col)), ent_v.append(np.broadcast_to(v, np.shape(col)))
 
-    # Rows 0..T-1: Z_s - Z_(s-1) - y_s + y_(s-1) >= 0 (what became ready; row 0: Z_0 - y_0 >= 0
-    # unless the chunk starts with its capacity ready, then Z_0 >= 0 only).
-    put(s, oZ + s, 1.0), put(s[1:], oZ + s[:-1], -1.0), put(s[1:], oy + s[1:], -1.0), put(s[1:], oy + s[:-1], 1.0)
+    r = 0
+    # z_s - y_s + y_(s-1) >= 0 (row 0: z_0 - y_0 >= 0 unless the chunk starts with capacity ready)
+    put(r + s, oz + s, 1.0), put(r + s[1:], oy + s[1:], -1.0), put(r + s[1:], oy + s[:-1], 1.0)
     if not free_start:
-        put([0], [oy], -1.0)
-    # Rows T..2T-1: P_s - y_s >= 0.  Rows 2T..3T-1: P_s - Z_s + Z_(s-m) >= 0.
-    put(T + s, oP + s, 1.0), put(T + s, oy + s, -1.0)
-    put(2 * T + s, oP + s, 1.0)
-    if starts and m:
-        put(2 * T + s, oZ + s, -1.0)
-        put(2 * T + s[m:], oZ + s[:T - m], 1.0)
-    # Rows 3T..4T-1: B_s - B_(s-1) + f_s + y_s >= d_s.  Rows 4T..5T-1: B_s - slo y_s <= 1.
-    put(3 * T + s, ob + s, 1.0), put(3 * T + s, of + s, 1.0), put(3 * T + s, oy + s, 1.0)
-    put(3 * T + s[1:], ob + s[:-1], -1.0)
-    put(4 * T + s, ob + s, 1.0), put(4 * T + s, oy + s, -slo_s)
-    # Rows 5T..6T-2: Z_s - Z_(s-1) >= 0 (capacity started never un-starts).
-    put(5 * T + s[1:] - 1, oZ + s[1:], 1.0), put(5 * T + s[1:] - 1, oZ + s[:-1], -1.0)
-    lo = np.concatenate([np.zeros(3 * T), d, np.full(T, -np.inf), np.zeros(T - 1)])
-    hi = np.concatenate([np.full(4 * T, np.inf), np.ones(T), np.full(T - 1, np.inf)])
-    A = coo_matrix((np.concatenate(ent_v), (np.concatenate(ent_r), np.concatenate(ent_c))),
-                   shape=(6 * T - 1, nv)).tocsr()
+        put([r], [oy], -1.0)
+    lo.append(np.zeros(T))
+    r += T
+    # P_s - y_s >= 0: ready capacity is paid.
+    put(r + s, oP + s, 1.0), put(r + s, oy + s, -1.0)
+    lo.append(np.zeros(T))
+    r += T
+    if m:  # P_s - sum_{s-m < s' <= s} z_s' >= 0: capacity started within m s is paid, ready or not
+        put(r + s, oP + s, 1.0)
+        for k in range(min(m, T)):
+            put(r + s[k:], oz + s[:T - k], -1.0)
+        lo.append(np.zeros(T))
+        r += T
+    # f_s + (1 + slo) y_s >= d_s - 1: one second's VM-served requests (no VM, no queue: the
+    # simulator admits nothing to an empty pool).
+    one = 1.0 if has_vm else 0.0
+    put(r + s, of + s, 1.0), put(r + s, oy + s, 1.0 + slo_s)
+    lo.append(d - one)
+    r += T
+    if T > 1:  # f_s + f_(s+1) + y_s + (1 + slo) y_(s+1) >= d_s + d_(s+1) - 1: two seconds'
+        p = s[:-1]
+        put(r + p, of + p, 1.0), put(r + p, of + p + 1, 1.0), put(r + p, oy + p, 1.0), put(r + p, oy + p + 1, 1.0 + slo_s)
+        lo.append(d[:-1] + d[1:] - one)
+        r += T - 1
+    A = coo_matrix((np.concatenate(ent_v), (np.concatenate(ent_r), np.concatenate(ent_c))), shape=(r, nv)).tocsr()
     c = np.zeros(nv)
     if has_vm:
         c[oP:oP + T] = a_usd
-        c[oZ + T - 1] = a_usd * boot_s if starts else 0.0  # Z at the end: all capacity started
+        c[oz:oz + T] = a_usd * boot_s if starts else 0.0
     c[of:of + T] = fn_usd if has_fn else 0.0
     upper = np.full(nv, np.inf)
     upper[of:of + T] = d if has_fn else 0.0
-    if not has_vm:  # nothing queues without a VM (the simulator admits nothing to an empty pool)
+    if not has_vm:
         upper[oy:oy + T] = 0.0
-        upper[ob:ob + T] = 0.0
     # Prices per request-second are ~1e-9 $: below HiGHS's tolerances (1e-7) unless scaled.
     scale = float(np.abs(c).max()) or 1.0
-    res = milp(c / scale, bounds=Bounds(np.zeros(nv), upper), constraints=LinearConstraint(A, lo, hi),
-               options={"presolve": True})
+    res = milp(c / scale, bounds=Bounds(np.zeros(nv), upper),
+               constraints=LinearConstraint(A, np.concatenate(lo), np.inf), options={"presolve": True})
     if res.x is None:
         return math.inf, f"failed: {res.message}"
     return float(res.fun) * scale, "optimal" if res.status == 0 else f"status {res.status}: {res.message}"
