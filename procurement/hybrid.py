@@ -7,13 +7,20 @@ Each tick (pure: `now_s`, state and an RNG in, a Plan out):
 2. Split it by model: each class's forecast is divided among models in the proportions the
    selector routed that class's requests last interval (at start, a sample of its choices).
 3. Forecast over the horizon that matters: the slowest allowed VM boot plus one interval.
-4. Plan VMs: `plan_vm_mix` (scipy MILP) buys the cheapest mix covering each model's upper
-   quantile with SLO-feasible batches, preferring VMs already running (a launch penalty), and
-   `reconcile` turns it into launches and terminations, counting VMs in flight and scaling down
-   only after `scale_down_delay_s` and past the billing minimum.
+4. Plan VMs: what VMs cover is one cost problem with the functions (procurement/vm_cover.py,
+   issue 19): the k-th VM runs while the requests it would take one boot horizon ahead (the
+   model's own recent per-second demand against its level one lead earlier) are worth its
+   price in function calls, in whole VMs of the cheapest type; the forecast's upper quantile
+   until there is history, or when no function can take the excess. `plan_vm_mix` (scipy
+   MILP) buys the cheapest mix covering that with SLO-feasible batches, preferring VMs already
+   running (a launch penalty, part flat, part a share of the new VM's price), and `reconcile`
+   turns it into launches and terminations, counting VMs in flight, scaling down after a
+   window of the billing minimum (`hybrid_scale_down_delay_s`) and past it, and never
+   terminating a model's ready VMs while their replacements boot (make before break).
 5. Tune functions: the online tuner picks each model's memory (cheapest whose p95, cold starts
    at the expected ratio included, fits the SLO) from measured durations, and the warm pool is
-   sized to the forecast burst beyond VM capacity (Little's law, Poisson quantile). With
+   sized to the larger of the forecast burst beyond VM capacity and the largest per-second
+   spill of the last 30 min (Little's law, Poisson quantile): a warm instance costs a ping. With
    `function_batching` (INFless), the exact solver instead sets memory, batch size and wait,
    uniform or in bands of the spill rate (procurement/function_plan.py). Where the partition
    planner's chain of functions beats every single function (or no single function fits the
@@ -36,7 +43,8 @@ from procurement.function_tuner import (FunctionTuner, TunerSettings, TunerState
                                         expected_cold_ratio, warm_pool_size)
 from procurement.planner_reconcile import ReconcileState, reconcile
 from procurement.spill import vm_wait_budget_ms
-from procurement.vm_planner import incumbent_counts, plan_vm_mix
+from procurement.vm_cover import append_history, cover_rate_per_s, critical_ratio
+from procurement.vm_planner import incumbent_counts, plan_vm_mix, vm_options
 
 
 # Fixed choices to compare the bandits against (`--selector most-accurate|fastest`).
@@ -60,6 +68,7 @@ class HybridState:
     fn_configs: dict = field(default_factory=dict)  # model -> (solved at s, SetFunctionConfig records)
     last_mix: object = None
     partition_plans: dict = field(default_factory=dict)  # model -> PartitionPlan deployed (partitioned models)
+    demand_hist: np.ndarray | None = None  # [seconds, models] recent per-second arrivals (vm_cover)
 
 
 class Hybrid:
@@ -73,7 +82,7 @@ class Hybrid:
         self.ctx = ctx
         self.p = ctx.config.policy
         self.n_models = len(ctx.catalog.models)
-        extra = dict(self.p.model_extra or {})
+        extra = {**(self.p.model_extra or {}), **params}  # config's `policy:` extras, keyword arguments over them
         self.selector_name = selector or extra.get("selector", "constrained")
         self.predictor_name = predictor or extra.get("predictor", "qreg")
         self.fn_mode = check_mode(function_batching or extra.get("function_batching", "none"))
@@ -83,6 +92,28 @@ class Hybrid:
             raise ValueError(f"function_partitioning must be auto or off, got {partitioning!r}")
         self._partitioning = partitioning == "auto"  # layer graphs come from the catalog
         self._partition_memo: dict = {}
+        # What VMs cover: "cost" (the newsvendor split of procurement/vm_cover.py) or "upper"
+        # (the forecast's upper quantile over the horizon, the policy before issue 19).
+        self.vm_cover = extra.get("vm_cover", "cost")
+        if self.vm_cover not in ("cost", "upper"):
+            raise ValueError(f"vm_cover must be cost or upper, got {self.vm_cover!r}")
+        self._ratio_memo: dict = {}
+        # Warm pools sized for the largest per-second spill of the recent history too ("history"),
+        # or for the forecast's burst only ("forecast", before issue 19): a warm instance costs a
+        # ping per prewarm interval, a cold start costs a late request.
+        self.warm_pool_from = extra.get("warm_pool_from", "history")
+        self.launch_penalty_usd_per_h = float(extra.get("launch_penalty_usd_per_h", 0.005))
+        self.launch_penalty_frac = float(extra.get("launch_penalty_frac", 0.25))
+        # A swap of instance types keeps the old VMs until the new ones are up (planner_reconcile).
+        self.make_before_break = bool(extra.get("make_before_break", True))
+        self.cover_level_window_s = int(extra.get("cover_level_window_s", 60))
+        self.cover_fast_window_s = int(extra.get("cover_fast_window_s", 0))
+        self.cover_whole_vms = bool(extra.get("cover_whole_vms", True))
+        # Hybrid's own stabilisation window (the baselines keep policy.scale_down_delay_s): the
+        # billing minimum. Its cover already holds the quantile of demand a VM pays for, so a
+        # longer window only keeps VMs the cover no longer wants (WITS hour: $0.373 at 300 s,
+        # $0.347 at 60 s; spikes hour $0.654 -> $0.611); the billing minimum still holds each VM.
+        self.scale_down_delay_s = float(extra.get("hybrid_scale_down_delay_s", ctx.config.vms.billing_minimum_s))
         # The selector chooses among every variant meeting the floor (an app's fixed `model` is
         # for the baselines only), or, for comparison, always the most accurate or the fastest.
         classes = tuple(replace(c, model=self._fixed_choice(c)) for c in ctx.classes)
@@ -216,6 +247,13 @@ class Hybrid:
         cat = self.ctx.catalog
         fp = self.ctx.config.functions
         state.mix = self._routing_mix(obs, state, rng)
+        if (self.vm_cover == "cost" or self.warm_pool_from == "history") and obs.arrivals_per_s.shape[0]:
+            rows = obs.arrivals_per_s
+            if not rows.any() and obs.class_arrivals_per_s.any():
+                # A warm start's first observation carries the classes' rate only: split it by the
+                # expected mix rather than record a minute of zeros.
+                rows = obs.class_arrivals_per_s @ state.mix
+            state.demand_hist = append_history(state.demand_hist, rows)
         upper, mean = self._model_demand(obs, state, rng)
         slo = self._slo_by_model(state)
         names = {j: cat.models[j].name for j in slo}  # variants in real use
@@ -223,7 +261,7 @@ class Hybrid:
         # A model gets VMs only where they pay for themselves: its mean rate on functions would
         # cost more per hour than the cheapest SLO-feasible VM. Thin demand (a selector's
         # exploration, a rarely chosen variant) stays on functions.
-        demand = {names[j]: float(upper[j]) for j in slo
+        demand = {names[j]: self._vm_target(state, j, names[j], slo[j], float(upper[j])) for j in slo
                   if upper[j] > 0 and self._vm_pays(names[j], slo[j], float(mean[j]))}
         # A VM shared by several variants (the live head: VmView.share < 1) is not one VM per
         # variant: it covers its share of each variant's demand and is left out of the mix.
@@ -245,14 +283,16 @@ class Hybrid:
                                          target_utilization=self.p.target_utilization,
                                          allow_spot=self.ctx.config.vms.allow_spot,
                                          max_instances=self.ctx.config.vms.max_instances,
-                                         incumbent=incumbent_counts(vms), launch_penalty_usd_per_h=0.005,
+                                         incumbent=incumbent_counts(vms),
+                                         launch_penalty_usd_per_h=self.launch_penalty_usd_per_h,
+                                         launch_penalty_frac=self.launch_penalty_frac,
                                          option_cache=self._option_cache)
             state.last_plan_key = key
         mix = state.last_mix
         rec, state.reconcile = reconcile(vms, mix, obs.now_s, state.reconcile,
-                                         scale_down_delay_s=self.p.scale_down_delay_s,
+                                         scale_down_delay_s=self.scale_down_delay_s,
                                          billing_minimum_s=self.ctx.config.vms.billing_minimum_s,
-                                         request_prefix="hybrid")
+                                         request_prefix="hybrid", make_before_break=self.make_before_break)
 
         # 5-6. Functions and routes for every variant a class may be routed to (a selector's
         # exploration lands there too), pools sized for those in real use.
@@ -267,7 +307,7 @@ class Hybrid:
                 state.tuner = self.tuner.observe(state.tuner, m, fv.memory_mb,
                                                  [max(1.0, fv.mean_duration_ms - fp.invoke_overhead_ms)])
             usable = mix.usable_capacity_per_s.get(m, 0.0)
-            burst = burst_beyond_vm_per_s(float(upper[j]), usable)
+            burst = max(burst_beyond_vm_per_s(float(upper[j]), usable), self._spill_seen_per_s(state, j, usable))
             mem = state.memory_mb.get(m)
             prof = cat.function_profile(m)
             single_fits = prof is not None and self.tuner.memory_grid(m).size > 0
@@ -366,6 +406,44 @@ class Hybrid:
                 state.tuner_memo.clear()
             hit = state.tuner_memo[key] = self.tuner.recommend(state.tuner, model, slo_ms, cold_ratio)
         return hit
+
+    def _vm_target(self, state: HybridState, j: int, model: str, slo_ms: float, upper_per_s: float) -> float:
+        """The rate the model's VMs should cover: with `vm_cover: cost`, the demand quantile where
+        a marginal VM pays for itself against functions (procurement/vm_cover.py), from the
+        model's own per-second history; the forecast's upper quantile until there is enough
+        history, or when no function can take the excess."""
+        if self.vm_cover != "cost" or state.demand_hist is None:
+            return upper_per_s
+        ratio, unit = self._critical_ratio(model, slo_ms)
+        if ratio <= 0.0:
+            return upper_per_s
+        cover = cover_rate_per_s(state.demand_hist[:, j], self.horizon_s, ratio,
+                                 level_window_s=self.cover_level_window_s,
+                                 fast_window_s=self.cover_fast_window_s,
+                                 unit_per_s=unit if self.cover_whole_vms else None)
+        return upper_per_s if cover is None else cover
+
+    def _spill_seen_per_s(self, state: HybridState, j: int, usable_per_s: float) -> float:
+        """The largest per-second demand beyond `usable_per_s` in the recent history (0 without)."""
+        if self.warm_pool_from != "history" or state.demand_hist is None or not state.demand_hist.shape[0]:
+            return 0.0
+        return max(0.0, float(state.demand_hist[:, j].max()) - usable_per_s)
+
+    def _critical_ratio(self, model: str, slo_ms: float) -> float:
+        """(a / f of vm_cover, usable req/s of one VM) for the model's cheapest SLO-feasible VM
+        option (memoised)."""
+        key = (model, slo_ms)
+        if key not in self._ratio_memo:
+            fn_usd, _ = self._function_option(model, slo_ms)
+            opts = vm_options(model, slo_ms, self.ctx.catalog, self.types)
+            if not opts:
+                self._ratio_memo[key] = (0.0, 0.0)
+            else:  # the cheapest capacity; among equals the smallest VM (the finest step)
+                best = min(opts, key=lambda o: (round(o.price_usd_per_h / o.capacity_per_s, 12), o.capacity_per_s))
+                self._ratio_memo[key] = (critical_ratio(best.price_usd_per_h, best.capacity_per_s,
+                                                        self.p.target_utilization, fn_usd),
+                                         best.capacity_per_s * self.p.target_utilization)
+        return self._ratio_memo[key]
 
     def _vm_pays(self, model: str, slo_ms: float, mean_per_s: float) -> bool:
         key = (model, slo_ms)

@@ -12,6 +12,9 @@ Rules (docs/procurement.md, properties P3-P5):
 - Billing minimum: a VM younger than `billing_minimum_s` is never terminated (its first minute
   is paid anyway; it may be needed again before then). It becomes a candidate at
   launched_s + billing_minimum_s, and `next_check_s` says when that is.
+- Make before break (`make_before_break=True`): while a model has VMs pending or booting (a
+  replacement of another type, say), none of its ready VMs is terminated, so a swap of types
+  never leaves the model without ready capacity for a boot time.
 - Request ids are deterministic: `<prefix>-<now in ms>-<counter>`, counter carried in state.
 """
 from __future__ import annotations
@@ -65,7 +68,7 @@ class Reconciliation:
 def reconcile(current_vms: Sequence, mix: VmMix, now_s: float, state: ReconcileState | None = None,
               *, scale_down_delay_s: float = 300.0, billing_minimum_s: float = 60.0,
               launch_timeout_s: float = 600.0, failed_request_ids: Iterable[str] = (),
-              request_prefix: str = "vm") -> tuple[Reconciliation, ReconcileState]:
+              request_prefix: str = "vm", make_before_break: bool = False) -> tuple[Reconciliation, ReconcileState]:
     """Launches and terminations that move `current_vms` (VmView-like: vm_id, request_id,
     instance_type, model, state, launched_s, spot) towards `mix.counts()` at `now_s`."""
     state = state or ReconcileState()
@@ -85,6 +88,10 @@ def reconcile(current_vms: Sequence, mix: VmMix, now_s: float, state: ReconcileS
     keys = sorted(set(target) | set(by_key) | set(pending_n), key=key_str)
 
     wants = _record_wants(state.wants, keys, target, now_s, scale_down_delay_s)
+    # Models with capacity in flight (before this tick's launches, and those too: see below).
+    arriving = {k[0] for k, n in pending_n.items() if n} | {v.model for v in live if v.state == "booting"}
+    if make_before_break:  # this tick's launches are in flight as well
+        arriving |= {k[0] for k in keys if target.get(k, 0) > len(by_key.get(k, [])) + pending_n.get(k, 0)}
     launches, terms = [], []
     counter = state.counter
     next_check = math.inf
@@ -113,6 +120,8 @@ def reconcile(current_vms: Sequence, mix: VmMix, now_s: float, state: ReconcileS
             ready_by = [v for v in vms if now_s - v.launched_s >= billing_minimum_s]
             held = [v.launched_s + billing_minimum_s for v in vms if v not in ready_by]
             ready_by.sort(key=lambda v: (v.state != "booting", -v.launched_s, v.vm_id))
+            if make_before_break and key[0] in arriving:
+                ready_by = [v for v in ready_by if v.state == "booting"]
             for v in ready_by[:max(0, surplus)]:
                 terms.append(TerminateVm(v.vm_id))
             if surplus > len(ready_by) and held:

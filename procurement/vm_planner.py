@@ -75,13 +75,16 @@ def plan_vm_mix(demand_per_s: Mapping[str, float], slo_ms: Mapping[str, float], 
                 allow_spot: bool = False, spot_max_share: float = 1.0,
                 max_instances: int | None = None, queue_allowance: float = 1.0,
                 overhead_ms: float = 0.0, incumbent: Mapping[VmKey, int] | None = None,
-                launch_penalty_usd_per_h: float = 0.0,
+                launch_penalty_usd_per_h: float = 0.0, launch_penalty_frac: float = 0.0,
                 time_limit_s: float = 1.0, option_cache: dict | None = None) -> VmMix:
     """Cheapest VM mix covering `demand_per_s[m] / target_utilization` for each model.
 
     `slo_ms[m]` is the model's tightest SLO. `incumbent` (VMs running or booting, per key) and
     `launch_penalty_usd_per_h` make the solver prefer the running mix when another is barely
-    cheaper (a new VM costs a boot and a billing minimum). A model with demand but no feasible
+    cheaper (a new VM costs a boot and a billing minimum); `launch_penalty_frac` adds that share of
+    the new VM's own price, so among types of equal $ per capacity a plan that grows by one small
+    VM beats one that swaps a running VM for a bigger new one (each new VM pays the same flat
+    penalty). A model with demand but no feasible
     option is listed in `uncovered_models`. When `max_instances` makes full cover infeasible,
     the plan covers as much as it can (coverage is relaxed with a steep shortfall price).
     `option_cache`: a dict the caller keeps across ticks (one per catalog) so each model's
@@ -116,7 +119,7 @@ def plan_vm_mix(demand_per_s: Mapping[str, float], slo_ms: Mapping[str, float], 
     if not options:
         return _mix([], [], catalog, target_utilization, tuple(uncovered), "empty")
     x, status = _solve(options, need, allow_spot, spot_max_share, max_instances, incumbent,
-                       launch_penalty_usd_per_h, time_limit_s)
+                       launch_penalty_usd_per_h, time_limit_s, launch_penalty_frac)
     return _mix(options, x, catalog, target_utilization, tuple(uncovered), status)
 
 
@@ -137,7 +140,8 @@ def _undominated(opts: list[VmOption]) -> list[VmOption]:
     return keep
 
 
-def _solve(options, need, allow_spot, spot_max_share, max_instances, incumbent, penalty, time_limit_s):
+def _solve(options, need, allow_spot, spot_max_share, max_instances, incumbent, penalty, time_limit_s,
+           penalty_frac=0.0):
     """Build and solve the MILP; returns integer counts per option and a status string.
 
     Columns: x (one per option, integer), then y (launches beyond the incumbent, when a launch
@@ -151,13 +155,13 @@ def _solve(options, need, allow_spot, spot_max_share, max_instances, incumbent, 
     need_v = np.array([need[m] for m in models])
     ub = np.ceil(need_v[m_of] / cap - 1e-9)
     inc = np.array([incumbent.get(o.key, 0) for o in options], dtype=float)
-    n_pen = n if (penalty > 0 and inc.any()) else 0
+    n_pen = n if ((penalty > 0 or penalty_frac > 0) and inc.any()) else 0
     n_short = len(models) if max_instances is not None else 0
     nv = n + n_pen + n_short
     # Shortfall keeps the problem feasible under max_instances, used only when VMs cannot be
     # had: even 0.01 req/s left unmet costs 10x the dearest option (a per-capacity price would
     # make cheap, high-capacity options look not worth buying for a thin demand).
-    c = np.concatenate([price, np.full(n_pen, penalty), np.full(n_short, 1e3 * price.max())])
+    c = np.concatenate([price, (penalty + penalty_frac * price)[:n_pen], np.full(n_short, 1e3 * price.max())])
     blocks, lbs, ubs = [], [], []
     cover = np.zeros((len(models), nv))
     cover[m_of, np.arange(n)] = cap
