@@ -8,8 +8,9 @@ with an aws provider spills to Lambda on a moto server, driven by the real contr
 - an invoke answered with the real handler's reply (from the Lambda image's entry point under the
   real runtime client, queued at moto) is served by the function and billed; moto's echo is a
   failed call, retried on a VM target within the SLO;
-- the loop bills the function calls into its one ledger: its function cost is exactly the
-  router's per-request charges.
+- the loop bills the answered calls into its one ledger (each the request fee plus the GB-seconds
+  at the planned memory);
+- a planned warm pool is started with that many concurrent Lambda invokes.
 """
 from __future__ import annotations
 
@@ -50,11 +51,11 @@ class VmHandle:
         return run()
 
 
-def _router(provider: dict, vm: VmHandle) -> Router:
+def _router(provider: dict, vm: VmHandle, prewarm: bool = False) -> Router:
     """The real Router class as a Serve replica builds it (without Ray), on the aws provider."""
     settings = {"head_in_process": False, "spill_fraction": 0.0001, "serve_config_apps": False,
                 "functions": {"enabled": True, "memory_mb": 1769, "concurrency_limit": 4},
-                "control": {"prewarm_functions": False}}
+                "control": {"prewarm_functions": prewarm}}
     cls = Router.func_or_class
     router = cls.__new__(cls)
     init = cls.__init__(router, [{"name": "digits", "slo_ms": SLO_MS, "min_accuracy": 0.5, "variants": [VARIANT]}],
@@ -154,3 +155,21 @@ def test_spills_become_lambda_invokes_billed_in_the_loops_ledger(
     assert router.functions.stats()[VARIANT]["errors"] == len(spilled) - 3
     loop.stop()
 
+
+
+def test_a_planned_warm_pool_is_started_with_lambda_invokes(provider, lambda_invocations):
+    """The plan's warm pool of 2: the router's prewarm sends 2 concurrent invokes to the Lambda
+    function (Lambda starts one environment per concurrent call), at the plan's memory."""
+    import boto3
+    router = _router(provider, VmHandle(), prewarm=True)
+    name = f"hs-{provider['deployment_id']}-{VARIANT}"
+    router.apply_control({"functions": [{"model": VARIANT, "memory_mb": 2048, "warm_pool": 2}]})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (router._prewarming or len(lambda_invocations(name)) < 2):
+        time.sleep(0.1)
+    invokes = lambda_invocations(name)
+    assert len(invokes) == 2 and all(e["inputs"]["shape"] == [1, 1, 8, 8] for e in invokes)
+    lam = boto3.client("lambda", endpoint_url=provider["endpoint_url"], region_name="us-east-1")
+    assert lam.get_function_configuration(FunctionName=name)["MemorySize"] == 2048
+    tags = lam.list_tags(Resource=lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"])["Tags"]
+    assert tags["hybridserve:warm-pool"] == "2"
