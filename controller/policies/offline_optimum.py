@@ -55,8 +55,10 @@ class Settings:
     utilization: float = 0.8
     warm_start: bool = True
     ping_usd_per_s: float = 0.0  # keeping one function instance warm
-    time_limit_s: float = 60.0
+    time_limit_s: float = 20.0  # HiGHS's cap on each solve (one per block and pass)
     mip_rel_gap: float = 1e-3
+    block_windows: int = 60  # windows solved at once on long traces (see solve_class)
+    overlap_windows: int = 30
 
 
 @dataclass(frozen=True)
@@ -96,31 +98,26 @@ def window_cuts(d: np.ndarray, window_s: int):
     return out
 
 
-def solve_class(demand_per_s: np.ndarray, model: str, choices: list[VmChoice], fn: FunctionChoice | None,
-                st: Settings, integer: bool = True) -> ClassPlan:
-    """The MILP above (or its LP relaxation with `integer=False`) for one class and variant."""
-    d = np.asarray(demand_per_s, dtype=float)
-    if st.window_s < 1:
-        raise ValueError(f"window_s must be >= 1, got {st.window_s}")
-    wins = window_cuts(d, st.window_s)
+def _solve_block(wins, w0: int, choices, fn, st: Settings, integer: bool, prev_n, prev_a: float | None,
+                 dmax: float, time_limit_s: float):
+    """The MILP (or LP) over windows w0 .. w0 + len(wins) - 1 of the trace. `prev_n` (counts per
+    choice) and `prev_a` (warm instances) are the window before w0, or None for a free
+    boundary: the block then starts with whatever serves it already running (a relaxation).
+    Returns (counts [windows, choices], instances [windows], objective $, dual bound $, status)."""
     W, K = len(wins), len(choices)
-    if K == 0 and fn is None:
-        raise ValueError(f"{model}: neither a VM nor a function serves it within the SLO")
     lens = np.array([w[0] for w in wins], dtype=float)
-    peaks = np.array([w[1] for w in wins])
     ucap = np.array([c.capacity_per_s * st.utilization for c in choices])
-    price = np.array([c.usd_per_s for c in choices])
     # Column layout: n (K*W), s (K*W), F (W), A (W), I (W).
-    nN, nS = K * W, K * W
-    oF, oA, oI = nN + nS, nN + nS + W, nN + nS + 2 * W
+    nN = K * W
+    oF, oA, oI = 2 * nN, 2 * nN + W, 2 * nN + 2 * W
     nv = oI + W
     col_n = lambda k, w: k * W + w
     col_s = lambda k, w: nN + k * W + w
-    starts = np.arange(W) * st.window_s
+    starts = (w0 + np.arange(W)) * st.window_s
     c = np.zeros(nv)
     for k, ch in enumerate(choices):
         lead = np.minimum(ch.lead_s, starts.astype(float)) if st.warm_start else np.full(W, ch.lead_s)
-        if st.warm_start:
+        if st.warm_start and w0 == 0:
             lead[0] = 0.0
         c[col_n(k, 0):col_n(k, 0) + W] = ch.usd_per_s * lens
         c[col_s(k, 0):col_s(k, 0) + W] = ch.usd_per_s * lead
@@ -138,24 +135,42 @@ def solve_class(demand_per_s: np.ndarray, model: str, choices: list[VmChoice], f
         lo.append(lower)
         r += 1
 
-    for k in range(K):  # starts
+    for k in range(K):  # starts: s_kw >= n_kw - n_k(w-1)
         for w in range(W):
+            if w == 0 and prev_n is None and w0 > 0:
+                continue  # free boundary
             e = [(col_s(k, w), 1.0), (col_n(k, w), -1.0)]
             if w:
                 e.append((col_n(k, w - 1), 1.0))
-            add(e, 0.0)
+            add(e, -float(prev_n[k]) if (w == 0 and prev_n is not None) else 0.0)
+    # When every choice's capacity is a whole multiple of the smallest (a family priced and sized
+    # per vCPU), capacity comes in units and the shortfall is needed only at whole units: the
+    # secants of the convex g(N) = sum_s max(0, d_s - N unit) between consecutive N are exact there,
+    # far fewer than one cut per distinct demand and a tighter relaxation.
+    unit = float(ucap.min()) if K else 0.0
+    mult = ucap / unit if unit > 0 else ucap
+    units = K > 0 and unit > 0 and np.allclose(mult, np.rint(mult), rtol=0, atol=1e-9)
     for w, (_len, peak, J, S) in enumerate(wins):  # every second covered
-        for j in range(len(J)):
-            add([(oF + w, 1.0)] + [(col_n(k, w), J[j] * ucap[k]) for k in range(K)], S[j])
+        if units and len(J):
+            g = lambda x: max([0.0] + [float(Sj - Jj * x) for Jj, Sj in zip(J, S)])
+            top = int(math.ceil(peak / unit - 1e-9))
+            gs = [g(N * unit) for N in range(top + 1)]
+            for N0 in range(top):
+                slope = gs[N0 + 1] - gs[N0]
+                add([(oF + w, 1.0)] + [(col_n(k, w), -slope * np.rint(mult[k])) for k in range(K)],
+                    gs[N0] - slope * N0)
+        else:
+            for j in range(len(J)):
+                add([(oF + w, 1.0)] + [(col_n(k, w), J[j] * ucap[k]) for k in range(K)], S[j])
         if fn is not None and peak > 0:
             add([(oA + w, 1.0)] + [(col_n(k, w), fn.duration_s * ucap[k]) for k in range(K)], fn.duration_s * peak)
-        add([(oI + w, 1.0), (oA + w, -1.0)] + ([(oA + w - 1, 1.0)] if w else []), 0.0)
+        if w or prev_a is not None or w0 == 0:
+            add([(oI + w, 1.0), (oA + w, -1.0)] + ([(oA + w - 1, 1.0)] if w else []),
+                -float(prev_a) if (w == 0 and prev_a is not None) else 0.0)
     A = coo_matrix((vals, (rows, cols)), shape=(r, nv)).tocsr()
     upper = np.full(nv, np.inf)
-    dmax = float(peaks.max()) if W else 0.0
     for k in range(K):
-        ub = math.ceil(dmax / ucap[k] - 1e-9) if ucap[k] > 0 else 0
-        hi = np.full(W, float(ub))
+        hi = np.full(W, float(math.ceil(dmax / ucap[k] - 1e-9) if ucap[k] > 0 else 0))
         if not st.warm_start:  # a cold start: no VM serves before it could have booted
             hi[starts < choices[k].lead_s] = 0.0
         upper[col_n(k, 0):col_n(k, 0) + W] = hi
@@ -169,9 +184,9 @@ def solve_class(demand_per_s: np.ndarray, model: str, choices: list[VmChoice], f
     scale = float(np.abs(c).max()) or 1.0
     res = milp(c / scale, integrality=integrality, bounds=Bounds(np.zeros(nv), upper),
                constraints=LinearConstraint(A, np.array(lo), np.full(r, np.inf)),
-               options={"time_limit": st.time_limit_s, "mip_rel_gap": st.mip_rel_gap, "presolve": True})
+               options={"time_limit": time_limit_s, "mip_rel_gap": st.mip_rel_gap, "presolve": True})
     if res.x is None:
-        raise RuntimeError(f"offline optimum for {model}: HiGHS found no plan ({res.message})")
+        raise RuntimeError(f"offline optimum: HiGHS found no plan ({res.message})")
     x = res.x
     counts = x[:nN].reshape(K, W).T if K else np.zeros((W, 0))
     if integer:
@@ -179,8 +194,82 @@ def solve_class(demand_per_s: np.ndarray, model: str, choices: list[VmChoice], f
     bound = getattr(res, "mip_dual_bound", None)
     bound = (float(res.fun) if bound is None or not integer or not np.isfinite(bound) else float(bound)) * scale
     status = "optimal" if res.status == 0 else f"status {res.status}: {res.message}"
-    return ClassPlan(model, tuple(choices), fn, st.window_s, counts, x[oA:oA + W].copy(), float(res.fun) * scale,
-                     bound, status, integer)
+    return counts, x[oA:oA + W].copy(), float(res.fun) * scale, bound, status
+
+
+def plan_cost_usd(wins, choices, fn, st: Settings, counts: np.ndarray, instances: np.ndarray) -> float:
+    """What the formulation charges a whole plan (counts and warm instances per window)."""
+    lens = np.array([w[0] for w in wins], dtype=float)
+    usd = 0.0
+    ucap = np.array([c.capacity_per_s * st.utilization for c in choices])
+    x = counts @ ucap if len(choices) else np.zeros(len(wins))
+    for k, ch in enumerate(choices):
+        n = counts[:, k]
+        started = np.maximum(0.0, n - np.concatenate([[0.0], n[:-1]]))
+        lead = np.minimum(ch.lead_s, np.arange(len(wins)) * float(st.window_s)) if st.warm_start \
+            else np.full(len(wins), ch.lead_s)
+        if st.warm_start:
+            lead[0] = 0.0
+        usd += ch.usd_per_s * float(lens @ n + lead @ started)
+    if fn is not None:
+        for (_len, _peak, J, S), xw in zip(wins, x):
+            usd += fn.usd_per_request * max([0.0] + [float(Sj - Jj * xw) for Jj, Sj in zip(J, S)])
+        a = np.asarray(instances, dtype=float)
+        usd += st.ping_usd_per_s * float(lens @ a) + fn.init_usd * float(np.maximum(0.0, np.diff(a, prepend=0.0)).sum())
+    return usd
+
+
+def solve_class(demand_per_s: np.ndarray, model: str, choices: list[VmChoice], fn: FunctionChoice | None,
+                st: Settings, integer: bool = True) -> ClassPlan:
+    """The MILP above (or its LP relaxation with `integer=False`) for one class and variant.
+
+    Up to `st.block_windows` windows it is solved whole. Longer traces are solved block by block
+    (the windows are coupled only through starts and the warm pool):
+    - the plan: each block solved with the counts the plan has just before it (so a VM kept
+      across the boundary pays no second start), over `block_windows + overlap_windows` windows
+      of which the first `block_windows` are kept;
+    - the proof: each block solved again with a free boundary (what serves it may already be
+      running): dropping the rows that couple blocks only lowers the optimum, so the sum of the
+      blocks' dual bounds is a lower bound of the whole MILP, and the gap reported is the plan's
+      cost against it.
+    """
+    d = np.asarray(demand_per_s, dtype=float)
+    if st.window_s < 1:
+        raise ValueError(f"window_s must be >= 1, got {st.window_s}")
+    if not choices and fn is None:
+        raise ValueError(f"{model}: neither a VM nor a function serves it within the SLO")
+    wins = window_cuts(d, st.window_s)
+    W, K = len(wins), len(choices)
+    dmax = max((w[1] for w in wins), default=0.0)
+    B = st.block_windows
+    if W <= B + st.overlap_windows:
+        counts, inst, obj, bound, status = _solve_block(wins, 0, choices, fn, st, integer, None, None, dmax,
+                                                        st.time_limit_s)
+        return ClassPlan(model, tuple(choices), fn, st.window_s, counts, inst, obj, bound, status, integer)
+    blocks = range(0, W, B)
+    per_block_s = st.time_limit_s
+    counts, inst = np.zeros((W, K)), np.zeros(W)
+    bound, worst = 0.0, "optimal"
+    prev_n, prev_a = None, None
+    for w0 in blocks:
+        lo_c, lo_i, lo_obj, lo_bound, lo_status = _solve_block(wins[w0:w0 + B], w0, choices, fn, st, integer,
+                                                               None, None, dmax, per_block_s)
+        bound += lo_bound
+        if not integer:  # a relaxation is wanted for its bound only
+            counts[w0:w0 + len(lo_c)], inst[w0:w0 + len(lo_c)] = lo_c, lo_i
+            worst = lo_status if lo_status != "optimal" else worst
+            continue
+        sub = wins[w0:w0 + B + st.overlap_windows]
+        c, i, _obj, _b, status = _solve_block(sub, w0, choices, fn, st, integer, prev_n if w0 else None,
+                                              prev_a if w0 else None, dmax, per_block_s)
+        keep = min(B, W - w0)
+        counts[w0:w0 + keep], inst[w0:w0 + keep] = c[:keep], i[:keep]
+        prev_n, prev_a = counts[w0 + keep - 1], float(inst[w0 + keep - 1])
+        for st_ in (lo_status, status):
+            if st_ != "optimal":
+                worst = st_
+    obj = plan_cost_usd(wins, choices, fn, st, counts, inst) if integer else bound
+    return ClassPlan(model, tuple(choices), fn, st.window_s, counts, inst, obj, min(bound, obj), worst, integer)
 
 
 def vm_intervals(plan: ClassPlan, horizon_s: int, warm_start: bool = True):

@@ -18,7 +18,8 @@ gets it) and, per query class:
 The MILP's objective, dual bound, gap and status are kept in `solutions` for the report.
 Settings (policy extras or keyword arguments): `oracle_window_s` (default: 60 s, coarser on
 traces so long that more than `MAX_WINDOWS` windows would be needed), `oracle_time_limit_s`
-per MILP (default 50 s), `oracle_mip_rel_gap` (default 1e-3).
+(HiGHS's cap on each solve, one per block of an hour of windows and pass; default 20 s),
+`oracle_mip_rel_gap` (default 1e-3).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from controller.policies.offline_optimum import ClassPlan, Settings, solve_class
 from controller.policies.reference_options import candidate_models, planned_function, planned_vm_groups
 
 MAX_TICK_S = 30
-MAX_WINDOWS = 1200  # windows per class beyond which they are made coarser (solve time)
+MAX_WINDOWS = 4000  # windows per class beyond which they are made coarser (solve time)
 
 
 @dataclass
@@ -110,7 +111,7 @@ class Oracle:
         self.p = ctx.config.policy
         extra = dict(self.p.model_extra or {})
         self._window_s = oracle_window_s or extra.get("oracle_window_s")
-        self._time_limit_s = float(oracle_time_limit_s or extra.get("oracle_time_limit_s", 50.0))
+        self._time_limit_s = float(oracle_time_limit_s or extra.get("oracle_time_limit_s", 20.0))
         self._gap = float(oracle_mip_rel_gap or extra.get("oracle_mip_rel_gap", 1e-3))
         for c in ctx.classes:  # fail fast, before the trace is seen
             if not any(planned_vm_groups(ctx, m, c.slo_ms) or planned_function(ctx, m, c.slo_ms)

@@ -64,6 +64,9 @@ def test_milp_equals_brute_force_on_tiny_instances(seed):
     d = rng.integers(0, 14, T).astype(float) * (rng.random(T) < 0.7)
     choices = [VmChoice("m", f"t{k}", 8, float(rng.uniform(4, 12)), float(rng.uniform(1e-4, 4e-4)),
                         float(rng.integers(0, 120))) for k in range(2)]
+    if seed % 3 == 0:  # a family sized per vCPU: twice the capacity at twice the price (the unit cuts)
+        choices[1] = VmChoice("m", "t1", 8, 2 * choices[0].capacity_per_s, 2 * choices[0].usd_per_s,
+                              float(rng.integers(0, 120)))
     fn = None if seed % 4 == 3 else FunctionChoice("m", 1024, float(rng.uniform(5e-6, 6e-5)),
                                                     float(rng.uniform(0.05, 0.4)), float(rng.uniform(0, 3e-4)))
     st = Settings(window_s=60, utilization=float(rng.uniform(0.6, 1.0)), warm_start=bool(seed % 2),
@@ -71,6 +74,9 @@ def test_milp_equals_brute_force_on_tiny_instances(seed):
     plan = solve_class(d, "m", choices, fn, st)
     want = _brute(d, choices, fn, st)
     assert plan.objective_usd == pytest.approx(want, rel=1e-6, abs=1e-10)
+    from controller.policies.offline_optimum import plan_cost_usd, window_cuts
+    assert plan_cost_usd(window_cuts(d, 60), choices, fn, st, plan.counts, plan.fn_instances) == \
+        pytest.approx(want, rel=1e-6, abs=1e-10)
     assert plan.status == "optimal" and plan.gap < 1e-6
     # The relaxation is below the MILP.
     assert solve_class(d, "m", choices, fn, st, integer=False).objective_usd <= plan.objective_usd + 1e-12
@@ -118,3 +124,25 @@ def test_floor_bills_the_minimum_per_start():
     d[30] = 10.0
     usd, _ = class_bound(d, 1.0, 5.0, 60.0, 100.0, 0.1, warm_start=False)
     assert usd == pytest.approx(9.0 / 1.1 * 60.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_blocks_give_a_plan_within_the_gap_they_prove(seed):
+    # Solved in blocks of 3 windows: the plan's cost is what the formulation charges it, at
+    # least the whole MILP's optimum, and the bound the blocks prove is at most that optimum.
+    rng = np.random.default_rng(100 + seed)
+    d = rng.integers(0, 40, 600).astype(float)
+    choices = [VmChoice("m", "a", 8, 10.0, 1e-4, 90.0), VmChoice("m", "b", 8, 25.0, 2.3e-4, 80.0)]
+    fn = FunctionChoice("m", 1024, 2e-5, 0.2, 1e-4)
+    whole = solve_class(d, "m", choices, fn, Settings(window_s=60, mip_rel_gap=1e-9, block_windows=100))
+    blocked = solve_class(d, "m", choices, fn, Settings(window_s=60, mip_rel_gap=1e-9, block_windows=3,
+                                                        overlap_windows=2))
+    assert whole.status == "optimal"
+    assert blocked.dual_bound_usd <= whole.objective_usd * (1 + 1e-9)
+    assert blocked.objective_usd >= whole.objective_usd * (1 - 1e-9)
+    assert blocked.objective_usd <= whole.objective_usd * 1.05  # boundaries cost little
+    # The cost reported is the formulation's price of the counts the plan launches.
+    from controller.policies.offline_optimum import plan_cost_usd, window_cuts
+    st = Settings(window_s=60)
+    assert blocked.objective_usd == pytest.approx(
+        plan_cost_usd(window_cuts(d, 60), choices, fn, st, blocked.counts, blocked.fn_instances))
