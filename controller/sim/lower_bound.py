@@ -39,9 +39,14 @@ Why no policy run through the simulator can cost less (every request within its 
    freedom any policy has.
 Hence every policy's run is a feasible point of this LP at no less cost, and the LP's optimum is
 below it. It is also a relaxation of the optimum's MILP (`controller.policies.offline_optimum`):
-that plan's VMs have less capacity (target utilisation, a batch fitting half the SLO), are
-launched earlier (a longer lead), are integer and constant over each window, cover every second
-without a queue; its functions pay at least f. So lower-bound <= optimum by construction.
+that plan's VMs have less capacity (target utilisation u, a batch fitting half the SLO: y >= x / u
+for its planned capacity x), are launched earlier (a longer lead), are integer and constant over
+each window, and cover the queue-effective demand e_s >= d_s / (1 + budget) and
+e_s >= (d_(s-1) + d_s) / (2 + budget) (budget <= slo), which gives the one- and two-second rows;
+what they leave, (1 + budget)(e_s - x)^+ requests, pays (1 + budget) f per unit in the MILP, at
+least f per request here. So lower-bound <= the MILP's value by construction on the VM terms and
+on the one-second rows; where functions share a two-second span with VMs the inequality rests
+on the capacity margin 1/u and is checked by tests/sim/test_references.py on random traces.
 
 Solved CHUNK_S seconds at a time, each chunk starting with its capacity ready and no backlog:
 dropping the rows that couple chunks only lowers the optimum, so the sum stays a floor (and the
