@@ -49,9 +49,14 @@ DIGITS_CONFIG = BENCH_CONFIG.replace("control: {enabled: %(control)s, instance_t
                                      "control: {enabled: true, instance_types: [local.small], max_vms: 1, "
                                      "vm_boot_s: 10, prewarm_functions: false}\n"
                                      f"  head_instance_type: {HEAD_TYPE}")
-# The ImageNet architectures with random weights: real compute (~70-140 ms a forward pass on one
-# vCPU here), loaded on the head at start (no lazy load inside a measured slice).
-IMAGENET_CONFIG = f"""
+# The ImageNet architectures with random weights: real compute (15-30 ms a forward pass at batch 1
+# on one vCPU here, ~45-60 ms through proxy and router). The head is not a standing VM here (null):
+# the catalog's batched capacity of one local.small (~40-70 req/s) is more than this 2-core machine
+# can send, so with it no VM would ever be bought; without it the policy buys a local.small VM
+# once the load pays for one and the requests until it serves go to functions, cold starts
+# included. Functions priced as tests/integration/live.yaml (7.5x AWS's per-request fee), so a VM
+# pays from a few requests per second.
+IMAGENET_CONFIG = """
 apps:
   - name: imagenet
     slo_ms: 1000
@@ -59,22 +64,19 @@ apps:
 policy:
   control_interval_s: 5
   scale_down_delay_s: 60
-  target_utilization: 0.6
+functions:
+  price_usd_per_request: 0.0000015
 serving:
-  head_instance_type: {HEAD_TYPE}
+  head_instance_type: null
   serve_config_apps: false
   apps:
     - name: imagenet
       slo_ms: 1000
       min_accuracy: 0.5
       variants: [squeezenet, mobilenet, resnet18]
-  variants:
-    squeezenet: {{min_replicas: 1, max_batch_size: 4}}
-    mobilenet: {{min_replicas: 1, max_batch_size: 4}}
-    resnet18: {{min_replicas: 1, max_batch_size: 4}}
   max_body_mb: 16
-  functions: {{enabled: true, memory_mb: 1769, concurrency_limit: 2, keep_alive_s: 60}}
-  control: {{enabled: true, instance_types: [local.small], max_vms: 1, vm_boot_s: 10, prewarm_functions: false}}
+  functions: {enabled: true, memory_mb: 1769, concurrency_limit: 3, keep_alive_s: 60}
+  control: {enabled: true, instance_types: [local.small], max_vms: 1, vm_boot_s: 10, prewarm_functions: false}
 """
 APPS = {"imagenet": ("imagenet", IMAGENET_CONFIG, 1000.0, "imagenet"),
         "digits": ("digits", DIGITS_CONFIG, 200.0, "pixels")}
@@ -102,7 +104,8 @@ def simulate(counts, cfg_path: str, catalog_dir: str, serve_s: float | None = No
     apps, _ = prepare(cfg, settings)
     pcfg = policy_config(cfg, settings)
     sim_cfg = pcfg.simulator.model_copy(update={
-        "arrivals": "even", "standing_vms": [StandingVmConfig(instance_type=settings.head_instance_type)],
+        "arrivals": "even", "standing_vms": ([StandingVmConfig(instance_type=settings.head_instance_type)]
+                                             if settings.head_instance_type else []),
         "prewarm_functions": settings.control.prewarm_functions, "warm_start": False,
         "vm_latency_jitter_ms": read_latency_jitter_ms(catalog_dir)})
     pcfg = pcfg.model_copy(update={"apps": [AppConfig(name=a.name, slo_ms=a.slo_ms, min_accuracy=a.min_accuracy)
@@ -147,6 +150,11 @@ def _status(url: str, timeout_s: float = 180.0) -> dict:
         if "catalog_dir" in control or time.monotonic() > deadline:
             return control
         time.sleep(1.0)
+
+
+def app_has_head(app: str) -> bool:
+    """Whether the app's bench config makes the head a standing VM."""
+    return "head_instance_type: null" not in APPS[app][1]
 
 
 def live_shares(res) -> dict:
@@ -277,13 +285,19 @@ def main() -> int:
     os.environ.setdefault("HYBRIDSERVE_CACHE", os.path.join(tempfile.gettempdir(), "hybridserve-test-cache"))
     outs = [run_slice(args.app, s, d, r, args.speedup) for s, d, r in slices]
     name, _, slo_ms, _ = APPS[args.app]
+    fleet = (f"the head as a standing {HEAD_TYPE} VM (billed from the start, never terminated, its capacity split "
+             "over its variants by their work in the last interval), at most one local.small VM (10 s boot) on top"
+             if app_has_head(args.app) else
+             "no standing head (`head_instance_type: null`: the catalog's batched capacity of one local.small is "
+             "more than this machine can send, so with it no VM would be bought), at most one local.small VM "
+             "(10 s emulated boot), functions priced at 7.5x AWS's per-request fee so a VM pays from a few requests/s")
     body = [f"App `{name}` (SLO {slo_ms:g} ms), policy `hybrid`, speedup x{args.speedup:g}. Same fleet on both sides: "
-            f"the head as a standing {HEAD_TYPE} VM (billed from the start, never terminated, its capacity split "
-            "over its variants by their work in the last interval), at most one local.small VM (10 s boot) on top; "
-            "the plan's routing table live (targets weighted by planned capacity, the planned batch, the spill "
-            "rule and budget as the simulator applies them); the policy's selector on both sides. Same catalog: the "
-            "daemon's, copied while it ran. Gap: relative to the larger of the two for p95 and cost; in absolute "
-            f"percentage points for the SLO violation percentage, met at <= {VIOLATION_GOAL_PP:g} pp.", ""]
+            f"{fleet}; the plan's routing table live (targets weighted by planned capacity, the planned batch, the "
+            "spill rule and budget on the simulator's fluid queue); the policy's selector on both sides. Same "
+            "catalog: the daemon's, copied while it ran. Gap: relative to the larger of the two for p95 and cost; "
+            f"in absolute percentage points for the SLO violation percentage, met at <= {VIOLATION_GOAL_PP:g} pp. "
+            "Command: `.venv/bin/python bench/live_fidelity.py" + (f" --app {args.app}" if args.app != "imagenet"
+                                                                   else "") + "`.", ""]
     all_missed = []
     for out in outs:
         start_s, duration_s, rate, speed = out["slice"]
@@ -340,9 +354,10 @@ NOTES = (
     "every app request with the policy's own selector (`policy.selector()`, handed over by the control loop, its "
     "learned state loaded back into the policy every tick), fed the same outcomes as the simulator's; (2) the "
     "plan is the router's routing table: per variant the head (at its share) and each procured VM weighted by "
-    "planned capacity, the planned batch size, and the simulator's spill rule (wait = requests in flight / "
-    "mu against `max_vm_wait_ms`); (3) the head is a standing VM on both sides, its capacity counted once "
-    "across its variants (split by their work in the last interval), billed from the start, never terminated; "
+    "planned capacity, the planned batch size, and the simulator's spill rule on its own fluid queue (backlog "
+    "/ mu against `max_vm_wait_ms`); (3) where the head is a standing VM (`--app digits`), on both sides, its "
+    "capacity counted once across its variants (split by their work in the last interval), billed from the "
+    "start, never terminated; "
     "(4) the simulator plans and serves with the daemon's own catalog, whose service times are this machine's "
     "through the HTTP proxy and router measured at start, plus the spread of those samples "
     "(`simulator.vm_latency_jitter_ms`); (5) both start cold (`warm_start: false`) without a warm pool. What "
@@ -354,7 +369,10 @@ NOTES = (
     "machine, the simulator's the catalog's `cold_start_ms` + `container_init_ms`; (c) a live VM serves only "
     "once its node has joined and its Serve replica has loaded the model (~25-30 s after the launch here), the "
     "simulator's after its emulated boot; (d) the head's share follows the last interval's work on both sides, "
-    "but live its in-process variants take its CPU as they come.")
+    "but live its in-process variants take its CPU as they come; (e) a spilled request the function tier "
+    "throttles (its concurrency limit) queues live at a VM target, the head when no planned VM serves yet "
+    "(the `head` share of the `imagenet` slices), where the simulator drops it, and live function calls on this "
+    "machine take far longer than their catalog rows, so they throttle where the simulator's do not.")
 
 
 if __name__ == "__main__":
