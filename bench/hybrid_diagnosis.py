@@ -38,13 +38,15 @@ BUCKET_S = 10
 # Each rung adds one change to the one before (policy kwargs; see procurement/hybrid.py). The
 # first is the policy as it was before issue 19; the last is today's default.
 _BEFORE = {"vm_cover": "upper", "warm_pool_from": "forecast", "hybrid_scale_down_delay_s": 300,
-           "make_before_break": False, "cover_whole_vms": False, "launch_penalty_frac": 0.0}
+           "make_before_break": False, "cover_whole_vms": False, "launch_penalty_frac": 0.0,
+           "warm_pool_spike_factor": 0.0}
 _STEPS = [("+ cost cover (vm_cover: the newsvendor quantile)", {"vm_cover": "cost"}),
-          ("+ warm pool from the spill seen", {"warm_pool_from": "history"}),
+          ("+ warm pool from the spill seen, held over the keep-alive", {"warm_pool_from": "history"}),
           ("+ scale-down window 60 s (the billing minimum)", {"hybrid_scale_down_delay_s": 60}),
           ("+ make before break", {"make_before_break": True}),
           ("+ whole-VM marginal rule", {"cover_whole_vms": True}),
-          ("+ launch penalty 25 % of the new VM's price", {"launch_penalty_frac": 0.25})]
+          ("+ launch penalty 25 % of the new VM's price", {"launch_penalty_frac": 0.25}),
+          ("+ warm pool for an unseen 5x flash crowd", {"warm_pool_spike_factor": 5.0})]
 LADDER = [("before (issue 18 state)", dict(_BEFORE))]
 for _label, _kw in _STEPS:
     LADDER.append((_label, {**LADDER[-1][1], **_kw}))

@@ -69,6 +69,7 @@ class HybridState:
     last_mix: object = None
     partition_plans: dict = field(default_factory=dict)  # model -> PartitionPlan deployed (partitioned models)
     demand_hist: np.ndarray | None = None  # [seconds, models] recent per-second arrivals (vm_cover)
+    pool_hist: dict = field(default_factory=dict)  # model -> ((t_s, warm pool asked), ...) last keep-alive
 
 
 class Hybrid:
@@ -104,6 +105,7 @@ class Hybrid:
         self.warm_pool_from = extra.get("warm_pool_from", "history")
         self.launch_penalty_usd_per_h = float(extra.get("launch_penalty_usd_per_h", 0.005))
         self.launch_penalty_frac = float(extra.get("launch_penalty_frac", 0.25))
+        self.warm_pool_spike_factor = float(extra.get("warm_pool_spike_factor", 5.0))
         # A swap of instance types keeps the old VMs until the new ones are up (planner_reconcile).
         self.make_before_break = bool(extra.get("make_before_break", True))
         self.cover_level_window_s = int(extra.get("cover_level_window_s", 60))
@@ -327,6 +329,7 @@ class Hybrid:
             # absorb the VM queue's short spikes without a cold start.
             pool = warm_pool_size(burst, dur, quantile=0.99, max_pool=fp.concurrency_limit // 4)
             pool = max(1, pool) if in_use else pool
+            pool = self._sticky_pool(state, m, pool, obs.now_s)
             # A variant out of real use only sees a rare exploratory request, cold whatever its
             # size: size it for its warm cost rather than buy the largest memory to hide a
             # cold start it cannot hide.
@@ -423,11 +426,28 @@ class Hybrid:
                                  unit_per_s=unit if self.cover_whole_vms else None)
         return upper_per_s if cover is None else cover
 
+    def _sticky_pool(self, state: HybridState, model: str, pool: int, now_s: float) -> int:
+        """The largest pool asked for over the last keep-alive (with `warm_pool_from: history`): a
+        pool that follows every tick's VM capacity down and up again pays a billed init for each
+        instance it re-grows, where keeping it costs only pings."""
+        if self.warm_pool_from != "history":
+            return pool
+        keep_s = self.ctx.config.functions.keep_alive_s
+        hist = tuple((t, p) for t, p in state.pool_hist.get(model, ()) if t > now_s - keep_s) + ((now_s, pool),)
+        state.pool_hist[model] = hist
+        return max(p for _, p in hist)
+
     def _spill_seen_per_s(self, state: HybridState, j: int, usable_per_s: float) -> float:
         """The largest per-second demand beyond `usable_per_s` in the recent history (0 without)."""
         if self.warm_pool_from != "history" or state.demand_hist is None or not state.demand_hist.shape[0]:
             return 0.0
-        return max(0.0, float(state.demand_hist[:, j].max()) - usable_per_s)
+        d = state.demand_hist[:, j]
+        # and a flash crowd not seen yet: `warm_pool_spike_factor` x the highest minute's level
+        # (WITS jumps 7x within a second; 100 warm 512-MB instances cost ~$0.0003/h in pings
+        # and ~$0.002 of billed init once, a cold start there costs a late request each)
+        w = min(60, d.size)
+        level = float(np.convolve(d, np.ones(w) / w, mode="valid").max())
+        return max(0.0, float(d.max()) - usable_per_s, self.warm_pool_spike_factor * level - usable_per_s)
 
     def _critical_ratio(self, model: str, slo_ms: float) -> float:
         """(a / f of vm_cover, usable req/s of one VM) for the model's cheapest SLO-feasible VM
