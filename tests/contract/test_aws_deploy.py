@@ -98,8 +98,12 @@ def test_deploy_dry_run_deploy_again_update_and_destroy(moto_server, setup, caps
     dry_upload = next(ln for ln in lines if ln.startswith("would upload hybridserve-0.1.0-py3-none-any.whl"))
     assert not _bucket_exists(moto_server, setup["bucket"]) and _functions(moto_server, dep) == {}
 
-    # 2. Deploy: everything made, the wheel rebuilt byte for byte (same sha256 as the dry run's).
-    code, lines, err = _cli(capsys, "aws", "deploy", "--config", cfg, "--endpoint-url", url)
+    # 2. Deploy: everything made, the wheel rebuilt byte for byte (same sha256 as the dry run's);
+    # weights given for the workers.
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "resnet18.params").write_bytes(b"\x01" * 64)
+    code, lines, err = _cli(capsys, "aws", "deploy", "--config", cfg, "--endpoint-url", url, "--weights", str(weights))
     assert code == 0, err
     upload = next(ln for ln in lines if ln.startswith("upload hybridserve-0.1.0-py3-none-any.whl"))
     assert upload == dry_upload[len("would "):]
@@ -114,6 +118,7 @@ def test_deploy_dry_run_deploy_again_update_and_destroy(moto_server, setup, caps
         assert "serving/lambda_handler.py" in names and "procurement/providers/aws_deploy.py" in names
         meta = z.read("hybridserve-0.1.0.dist-info/METADATA").decode()
         assert "Name: hybridserve" in meta and "Requires-Dist: ray[serve]==2.60.0" in meta
+    assert s3.get_object(Bucket=setup["bucket"], Key=f"{dep}/weights/resnet18.params")["Body"].read() == b"\x01" * 64
     constraints = s3.get_object(Bucket=setup["bucket"], Key=f"{dep}/wheels/{sha[:16]}/constraints.txt")["Body"].read()
     assert constraints == open(os.path.join(REPO_ROOT, "constraints.txt"), "rb").read()
     fns = _functions(moto_server, dep)
@@ -137,6 +142,7 @@ def test_deploy_dry_run_deploy_again_update_and_destroy(moto_server, setup, caps
     assert f'echo "{sha}  hybridserve-0.1.0-py3-none-any.whl" | sha256sum -c -' in user_data
     assert f'-c constraints.txt ./hybridserve-0.1.0-py3-none-any.whl "ray[serve]=={version("ray")}"' in user_data
     assert "ray start --address=10.0.1.10:6379" in user_data
+    assert f"aws s3 sync s3://{setup['bucket']}/{dep}/weights/ /opt/hybridserve/weights" in user_data
     assert data["ImageId"] == setup["doc"]["provider"]["vm"]["ami_id"]
     assert data["InstanceInitiatedShutdownBehavior"] == "terminate"
 
@@ -144,7 +150,8 @@ def test_deploy_dry_run_deploy_again_update_and_destroy(moto_server, setup, caps
     # reproducible above, and each build costs seconds of CPU).
     local_wheel = tmp_path / "hybridserve-0.1.0-py3-none-any.whl"
     local_wheel.write_bytes(wheel)
-    code, lines, err = _cli(capsys, "aws", "deploy", "--config", cfg, "--endpoint-url", url, "--wheel", str(local_wheel))
+    code, lines, err = _cli(capsys, "aws", "deploy", "--config", cfg, "--endpoint-url", url, "--wheel", str(local_wheel),
+                            "--weights", str(weights))
     assert code == 0, err
     steps = [ln for ln in lines[2:] if not ln.startswith("hybridserve aws deploy")]
     assert steps and all(ln.startswith("keep ") for ln in steps), steps
@@ -155,7 +162,8 @@ def test_deploy_dry_run_deploy_again_update_and_destroy(moto_server, setup, caps
     doc["provider"]["function"]["image_uri"] = new_image
     with open(cfg, "w") as fh:
         yaml.safe_dump(doc, fh)
-    code, lines, err = _cli(capsys, "aws", "deploy", "--config", cfg, "--endpoint-url", url, "--wheel", str(local_wheel))
+    code, lines, err = _cli(capsys, "aws", "deploy", "--config", cfg, "--endpoint-url", url, "--wheel", str(local_wheel),
+                            "--weights", str(weights))
     assert code == 0, err
     assert sum(ln.startswith("update Lambda function") and ln.endswith(new_image) for ln in lines) == len(variants)
     assert not any(ln.startswith(("upload", "create", "update launch template")) for ln in lines)
@@ -207,6 +215,12 @@ def test_bad_input_is_one_line_and_exit_2(moto_server, setup, tmp_path, capsys, 
     assert code == 2 and message in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert _functions(moto_server, setup["deployment_id"]) == {}
+
+
+def test_a_weights_folder_without_params_is_one_line_and_exit_2(moto_server, setup, tmp_path, capsys):
+    code, _, err = _cli(capsys, "aws", "deploy", "--config", setup["config"], "--endpoint-url",
+                        moto_server.endpoint_url, "--weights", str(tmp_path))
+    assert code == 2 and "no <variant>.params file in it" in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_wheel_that_does_not_build_is_one_line_and_exit_2(moto_server, setup, tmp_path, capsys):
