@@ -167,8 +167,9 @@ def serve_without_head(directory, head_in_process: bool = True, **environ):
 
 @pytest.fixture(scope="module")
 def live_without_head(tmp_path_factory):
-    # The head behind handles: in-process it answers in ~1 ms, so least-loaded routing (head first
-    # on ties) leaves a procured VM idle at a burst this machine can send (see docs/live.md).
+    # The head not a standing VM (so a burst buys one) and behind handles (ModelServer deployments,
+    # the pre-issue-20 way the burst test exercised a VM serving; the plan's routing table sends a
+    # variant's VM requests to the procured VMs only, the head not being planned).
     yield from serve_without_head(tmp_path_factory.mktemp("no-head"), head_in_process=False)
 
 
