@@ -93,6 +93,7 @@ class Hybrid:
             raise ValueError(f"function_partitioning must be auto or off, got {partitioning!r}")
         self._partitioning = partitioning == "auto"  # layer graphs come from the catalog
         self._partition_memo: dict = {}
+        self._fn_option_memo: dict = {}
         # What VMs cover: "cost" (the newsvendor split of procurement/vm_cover.py) or "upper"
         # (the forecast's upper quantile over the horizon, the policy before issue 19).
         self.vm_cover = extra.get("vm_cover", "cost")
@@ -166,11 +167,13 @@ class Hybrid:
         One feasibility rule everywhere: a single function is feasible when some memory size's warm
         latency, invoke overhead included, fits the SLO (cheapest_function_memory)."""
         from controller.policies.common import cheapest_function_memory
-        fn = cheapest_function_memory(self.ctx, model, slo_ms)
-        part = self._partition_plan(model, slo_ms)
-        if use_partitioned(part, fn is not None):
-            return part.cost_usd, part
-        return (fn[1] if fn else None), None
+        key = (model, slo_ms)
+        if key not in self._fn_option_memo:  # catalog and config are fixed for the policy's life
+            fn = cheapest_function_memory(self.ctx, model, slo_ms)
+            part = self._partition_plan(model, slo_ms)
+            self._fn_option_memo[key] = ((part.cost_usd, part) if use_partitioned(part, fn is not None)
+                                         else ((fn[1] if fn else None), None))
+        return self._fn_option_memo[key]
 
     def _partition_plan(self, model: str, slo_ms: float):
         """The partition planner's least-cost chain for the model within the SLO (memoised)."""
@@ -432,10 +435,15 @@ class Hybrid:
         instance it re-grows, where keeping it costs only pings."""
         if self.warm_pool_from != "history":
             return pool
-        keep_s = self.ctx.config.functions.keep_alive_s
-        hist = tuple((t, p) for t, p in state.pool_hist.get(model, ()) if t > now_s - keep_s) + ((now_s, pool),)
-        state.pool_hist[model] = hist
-        return max(p for _, p in hist)
+        # A max-queue: (t, pool) with pools strictly decreasing, so the first live entry is the
+        # window's maximum (O(1) amortised per tick, not a scan of the keep-alive's ticks).
+        start = now_s - self.ctx.config.functions.keep_alive_s
+        q = [e for e in state.pool_hist.get(model, ()) if e[0] > start]
+        while q and q[-1][1] <= pool:
+            q.pop()
+        q.append((now_s, pool))
+        state.pool_hist[model] = tuple(q)
+        return q[0][1]
 
     def _spill_seen_per_s(self, state: HybridState, j: int, usable_per_s: float) -> float:
         """The largest per-second demand beyond `usable_per_s` in the recent history (0 without)."""
@@ -446,7 +454,8 @@ class Hybrid:
         # (WITS jumps 7x within a second; 100 warm 512-MB instances cost ~$0.0003/h in pings
         # and ~$0.002 of billed init once, a cold start there costs a late request each)
         w = min(60, d.size)
-        level = float(np.convolve(d, np.ones(w) / w, mode="valid").max())
+        cs = np.cumsum(d)
+        level = float(max(cs[w - 1], (cs[w:] - cs[:-w]).max(initial=0.0))) / w
         return max(0.0, float(d.max()) - usable_per_s, self.warm_pool_spike_factor * level - usable_per_s)
 
     def _critical_ratio(self, model: str, slo_ms: float) -> float:
