@@ -4,7 +4,8 @@
 The catalog has 8 models and 10 instance types; the rest are synthesised by scaling the
 catalog's: extra models are copies of real ones 1.3x slower, extra types are copies of real ones
 with latency x0.9 and price x1.08 (a newer generation). Demand per model follows a seeded
-random walk; the fleet is a tiny in-memory one (launches listed next tick, ready after boot).
+random walk, or (`--trace wits --rate-scale 100`, issue 19) the trace's 10-s mean rate times the
+scale, split among the models in seeded shares; the fleet is a tiny in-memory one (launches listed next tick, ready after boot).
 Only the core's calls are timed, not the fleet bookkeeping.
 """
 from __future__ import annotations
@@ -74,6 +75,9 @@ def main(argv=None) -> int:
     ap.add_argument("--types", type=int, default=20)
     ap.add_argument("--slo-ms", type=float, default=300.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--trace", default=None, help="drive the demand by a trace (wits, berkeley, a path)")
+    ap.add_argument("--rate-scale", type=float, default=100.0, help="with --trace: its rate times this")
+    ap.add_argument("--start-s", type=int, default=0, help="with --trace: the first trace second")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     cat = ScaledCatalog(load_catalog(os.path.join(REPO_ROOT, "configs", "catalog")), args.models, args.types)
@@ -84,6 +88,12 @@ def main(argv=None) -> int:
     tuner = FunctionTuner(cat, fp, TunerSettings())
     tstate, rstate = tuner.initial_state(), ReconcileState()
     base = {m: float(rng.uniform(20, 400)) for m in models}
+    trace_rate = None
+    if args.trace:
+        from controller.sim.trace import load_trace
+        tr = load_trace(args.trace)[args.start_s:args.start_s + 10 * args.ticks].astype(float)
+        trace_rate = tr[:len(tr) // 10 * 10].reshape(-1, 10).mean(axis=1) * args.rate_scale
+        shares = dict(zip(models, rng.dirichlet(np.ones(len(models)))))
     dev = {m: 0.0 for m in models}
     rate = dict(base)
     fleet: dict[str, VmView] = {}
@@ -96,6 +106,8 @@ def main(argv=None) -> int:
         for m in models:  # log-demand mean-reverting around its base, with rare 3x bursts
             dev[m] = 0.9 * dev[m] + float(rng.normal(0, 0.1))
             rate[m] = base[m] * float(np.exp(dev[m])) * (3.0 if rng.random() < 0.02 else 1.0)
+            if trace_rate is not None:
+                rate[m] = float(trace_rate[min(tick, len(trace_rate) - 1)]) * shares[m]
         views = [replace(v, state="ready") if now - v.launched_s >= 90 else v for v in fleet.values()]
         # measured function durations at the memory each model's function runs at (not timed)
         meas = {m: cat.function_profile(m).latency_ms(fn_memory[m]) * np.exp(rng.normal(0, 0.1, 5)) for m in models}
@@ -135,7 +147,10 @@ def main(argv=None) -> int:
     rows += [f"| **whole tick** | **{p50:.2f}** | **{p99:.2f}** |"]
     verdict = "met" if p99 <= 20 else "NOT met"
     load = os.getloadavg()[0]
-    body = (f"{args.models} models x {len(types)} instance types (on-demand and spot: {2 * len(types)} "
+    demand = (f"demand: `{args.trace}` x{args.rate_scale:g} from second {args.start_s} "
+              f"({np.mean(trace_rate[:args.ticks]):,.0f} req/s on average), " if trace_rate is not None
+              else "demand: a seeded random walk per model, ")
+    body = (demand + f"{args.models} models x {len(types)} instance types (on-demand and spot: {2 * len(types)} "
             f"options per model), SLO {args.slo_ms:.0f} ms, {args.ticks} ticks of 10 s "
             f"(first 5 dropped as warm-up). Fleet: {np.mean(n_vms):.0f} VMs on average, plan "
             f"${np.mean(cost):.2f}/h on average. Load average at the end: {load:.1f} on {os.cpu_count()} "
@@ -143,7 +158,9 @@ def main(argv=None) -> int:
             f"\n\nGoal p99 <= 20 ms: **{verdict}** (p99 {p99:.2f} ms).\n")
     print(body)
     if not args.no_write:
-        write_section("planner-tick", "Procurement control tick time (planner + reconcile + tuner)", body)
+        name = "planner-tick" + (f"-{os.path.basename(args.trace)}-x{args.rate_scale:g}" if args.trace else "")
+        write_section(name, "Procurement control tick time (planner + reconcile + tuner)"
+                      + (f" at {args.trace} x{args.rate_scale:g}" if args.trace else ""), body)
     return 0
 
 

@@ -2,7 +2,10 @@
 (no parallel runs), and what bounds it (a cProfile of the slowest policy).
 
 python bench/sim_speed.py [--trace berkeley] [--policies ...] [--duration-s N]
-Writes the `sim-speed` section of BENCHMARKS.md.
+python bench/sim_speed.py --sparse-s 36000 --sparse-rate 7 [--policies hybrid]
+Writes the `sim-speed` section of BENCHMARKS.md, or with --sparse-s `sim-speed-sparse`: trace
+seconds simulated per wall second on a seeded Poisson trace of that length and rate (issue 19
+goal: >= 20,000), in process and for the whole `hybridserve simulate` process.
 """
 from __future__ import annotations
 
@@ -29,7 +32,11 @@ def main():
     ap.add_argument("--policies", default="vm-reactive,lambda-only,spock,mark,oracle,hybrid")
     ap.add_argument("--duration-s", type=int)
     ap.add_argument("--profile-s", type=int, default=7200, help="slice profiled for the breakdown")
+    ap.add_argument("--sparse-s", type=int, default=0, help="a sparse seeded trace of this many seconds instead")
+    ap.add_argument("--sparse-rate", type=float, default=7.0)
     a = ap.parse_args()
+    if a.sparse_s:
+        return sparse(a)
     cfg = load_config(os.path.join(ROOT, "configs", "default.yaml"))
     cat = load_catalog(cfg.catalog.dir)
     counts = prepare(load_trace(a.trace), 0, a.duration_s)
@@ -69,6 +76,39 @@ def main():
     cmd = "python bench/sim_speed.py" + (f" --trace {a.trace}" if a.trace != "berkeley" else "") + \
         (f" --duration-s {a.duration_s}" if a.duration_s else "")
     write_section("sim-speed", f"Simulator speed on the {a.trace} trace", body, cmd)
+
+
+def sparse(a) -> int:
+    """Trace seconds per wall second on a sparse trace, in process and as a whole process."""
+    import subprocess
+    import tempfile
+
+    import numpy as np
+    cfg = load_config(os.path.join(ROOT, "configs", "default.yaml"))
+    cat = load_catalog(cfg.catalog.dir)
+    counts = np.random.default_rng(0).poisson(a.sparse_rate, a.sparse_s).astype(np.int64)
+    path = os.path.join(tempfile.mkdtemp(prefix="sparse-"), "sparse.csv")
+    with open(path, "w") as fh:
+        fh.write("second,requests\n" + "".join(f"{i},{int(c)}\n" for i, c in enumerate(counts)))
+    load0 = os.getloadavg()[0]
+    lines = ["| policy | trace s | requests | in-process wall s | trace s per wall s | whole process wall s | "
+             "trace s per wall s (process) | time in ticks s |", "|---|---|---|---|---|---|---|---|"]
+    exe = os.path.join(ROOT, ".venv", "bin", "hybridserve")
+    for name in a.policies.split(","):
+        r = Simulation(cfg, cat, counts, name).run()
+        t0 = time.perf_counter()
+        subprocess.run([exe, "simulate", "--trace", path, "--policies", name, "--jobs", "1"], check=True,
+                       capture_output=True)
+        whole = time.perf_counter() - t0
+        lines.append(f"| {name} | {a.sparse_s:,} | {r.requests:,} | {r.wall_s:.1f} | {a.sparse_s / r.wall_s:,.0f} | "
+                     f"{whole:.1f} | {a.sparse_s / whole:,.0f} | {sum(r.tick_ms) / 1000:.1f} |")
+        print(lines[-1], flush=True)
+    body = (f"A seeded Poisson trace of {a.sparse_s:,} s at {a.sparse_rate:g} requests/s (numpy seed 0), SLO of "
+            f"the default config; load average {load0:.1f} before, {os.getloadavg()[0]:.1f} after, on 2 shared "
+            f"cores. Goal (issue 19): >= 20,000 trace seconds per wall second.\n\n" + "\n".join(lines))
+    write_section("sim-speed-sparse", "Simulator speed on a sparse trace", body,
+                  f"python bench/sim_speed.py --sparse-s {a.sparse_s} --sparse-rate {a.sparse_rate:g} --policies {a.policies}")
+    return 0
 
 
 if __name__ == "__main__":
