@@ -10,7 +10,7 @@ Per infer (`_infer`, shared by both protocols): resolve the name (app or variant
 app's selector pick the variant (serving.router.RouterCore), then send the batch to a VM
 target of that variant (the least loaded: the head's replicas, run in this process by default
 (serving.local_models), or a procured VM's deployment through its handle) or
-spill it to a local function when the VM queue is too long for the SLO or the planned budget.
+spill it to a function (local or Lambda: serving/function_fleet.py) when the VM queue is too long for the SLO or the planned budget.
 
 The control loop in the daemon talks to this replica through two methods: `collect(now_s)`
 (what was measured since the last tick) and `apply_control(update)` (routes, function memory
@@ -335,6 +335,10 @@ class Router(ControlSideDoor, GrpcV2Methods):
                     res.billed_ms, self.fn_memory.get(variant, f.memory_mb),
                     self.fn_pricing) / res.shared_by  # a batch's charge, split
                 return res.payload, "function", res.cold_start, res.target if chained else "function", usd, None
+            if not chained and res.billed_ms > 0:  # it ran, then failed: billed all the same
+                from controller.ledger import function_charge_usd
+                self.telemetry.charge_function(variant, function_charge_usd(
+                    res.billed_ms, self.fn_memory.get(variant, f.memory_mb), self.fn_pricing) / res.shared_by)
             err = res.error or "error"
             reason = "throttle" if err.startswith("throttled") else "timeout" if err.startswith("timeout") else "error"
             # Throttled: queue at the VM deployment instead (as before). Failed or timed out: retry

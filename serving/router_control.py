@@ -12,6 +12,7 @@ import threading
 import numpy as np
 from ray import serve
 
+from controller.ledger import function_charge_usd
 from serving.function_batcher import BatchConfig, FunctionBatcher
 from serving.runtimes import spec_of
 
@@ -195,7 +196,10 @@ class ControlSideDoor:
         another would reuse one instance)."""
         def call():
             try:
-                self.functions.invoke(variant, x, self.settings.functions.timeout_s)
+                res = self.functions.invoke(variant, x, self.settings.functions.timeout_s)
+                # A warm-up is an invocation the cloud bills like any other.
+                self.telemetry.charge_function(variant, function_charge_usd(
+                    res.billed_ms, self.fn_memory.get(variant, self.settings.functions.memory_mb), self.fn_pricing))
             except Exception:
                 with self._prewarm_errors_lock:
                     self.prewarm_errors += 1

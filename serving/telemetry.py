@@ -9,6 +9,7 @@ class x model counts, and per model served/dropped/violations/p95. Pure: no cloc
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -23,6 +24,10 @@ class IntervalStats:
         self.models = list(models)
         self._ci = {c: i for i, c in enumerate(self.classes)}
         self._mi = {m: i for i, m in enumerate(self.models)}
+        # Function calls that answered no request (warm-up pings, calls that failed after running)
+        # are billed too; they come from other threads, so they gather apart, under a lock.
+        self._charge_lock = threading.Lock()
+        self._charged_usd: dict[str, float] = {}
         self._reset(start_s)
 
     def _reset(self, start_s: float) -> None:
@@ -62,6 +67,13 @@ class IntervalStats:
             lats.append(float(latency_ms))
         self._fn_usd[model] += function_usd
 
+    def charge_function(self, model: str, usd: float) -> None:
+        """Bill a function call that answered no request (thread-safe): the ledger gets it with
+        the interval's `function_usd`, as the cloud bills every invocation."""
+        if usd > 0 and model in self._mi:
+            with self._charge_lock:
+                self._charged_usd[model] = self._charged_usd.get(model, 0.0) + usd
+
     def take(self, now_s: float) -> dict:
         """The interval [start, now) as plain data, then start a new one at `now_s`."""
         n_sec = max(0, min(_MAX_SECONDS, int(math.floor(now_s) - self.start_s)))
@@ -79,10 +91,13 @@ class IntervalStats:
                 lats = self._latencies[m]
                 stats[m] = {"served_vm": vm, "served_function": fn, "dropped": dropped, "slo_violations": viol,
                             "p95_latency_ms": float(np.percentile(lats, 95)) if lats else 0.0}
+        with self._charge_lock:
+            charged, self._charged_usd = self._charged_usd, {}
+        fn_usd = {m: v + charged.pop(m, 0.0) for m, v in self._fn_usd.items()}
         out = {"start_s": float(self.start_s), "end_s": float(self.start_s + n_sec),
                "class_arrivals": class_rows.tolist(), "model_arrivals": model_rows.tolist(),
                "class_model_counts": self._class_model.tolist(), "stats": stats,
-               "function_usd": {m: v for m, v in self._fn_usd.items() if v}}
+               "function_usd": {m: v for m, v in fn_usd.items() if v}}
         # Requests in the current (unfinished) second stay for the next interval.
         carry_c = self._class_rows.get(n_sec)
         carry_m = self._model_rows.get(n_sec)

@@ -108,3 +108,18 @@ def test_non_uniform_plan_keeps_its_bands_and_the_bottom_memory():
          "rate_lo_per_s": 0.0, "rate_hi_per_s": 4.0}]})
     assert router.fn_memory[VARIANT] == 1024 and router.fn_warm_pool[VARIANT] == 2
     assert [c.batch_size for c in router.fn_batcher.configs(VARIANT)] == [2, 8]
+
+
+def test_a_call_that_ran_and_failed_is_billed():
+    """Lambda bills an invocation that errors after running: its billed time reaches the ledger
+    (through the interval's function_usd) though it answered no request."""
+    router = make_router()
+    router.apply_control({"functions": [{"model": VARIANT, "memory_mb": 1769, "warm_pool": 0}]})
+    router.functions.invoke = lambda model, payload, timeout_s: InvokeResult(False, None, 40.0, 40.0, False,
+                                                                            "error: boom")
+    try:
+        asyncio.run(spill(router, 1))
+    except Exception:
+        pass  # retried on a VM target or refused: the bill is what this checks
+    billed = router.telemetry.take(time.time())["function_usd"]
+    assert billed == {VARIANT: pytest.approx(1769 / 1024 * 0.040 * 0.0000166667 + 0.0000002)}

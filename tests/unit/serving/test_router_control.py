@@ -86,6 +86,13 @@ def test_prewarm_of_more_variants_than_threads_finishes(router):
     assert wait_until(lambda: not router._prewarming)
     assert sorted(fake.calls) == sorted(VARIANTS * 2)
     assert router.prewarm_errors == 2
+    # Every warm-up that ran is billed like a request's call: 1 ms at the function's memory
+    # ($0.0000166667 per GB-s) plus $0.20 per million invocations; the raising ones ran nothing.
+    billed = router.telemetry.take(time.time())["function_usd"]
+    assert sorted(billed) == sorted(v for v in VARIANTS if v != "vgg16")
+    for v, usd in billed.items():
+        mem_gb = router.fn_memory.get(v, router.settings.functions.memory_mb) / 1024
+        assert usd == pytest.approx(2 * (mem_gb * 0.001 * 0.0000166667 + 0.0000002))
 
 
 def record(variant, plan, memory_mb, warm_pool):
