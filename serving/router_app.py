@@ -8,7 +8,7 @@ the method of the same name (serving.router_grpc); errors carry the matching sta
 
 Per infer (`_infer`, shared by both protocols): resolve the name (app or variant), let the
 app's selector pick the variant (serving.router.RouterCore), then send the batch to a VM
-target of that variant (the least loaded: the head's replicas, run in this process by default
+target of that variant (the routing table's pick: the head's replicas, run in this process by default
 (serving.local_models), or a procured VM's deployment through its handle) or
 spill it to a function (local or Lambda: serving/function_fleet.py) when the VM queue is too long for the SLO or the planned budget.
 
