@@ -26,9 +26,15 @@ sys.path.insert(0, ROOT)
 from bench._report import write_section  # noqa: E402
 from controller.profiler.executor import CELLS_FILE, read_cells  # noqa: E402
 
-NOISE = ("Measured with few repeats on 2 cores shared with other engineers' jobs (load average 5-14 "
-         "while profiling): figures are noisy and inflated by contention, mxnet's more than onnxruntime's "
-         "since its cold start and graph runs are longer.")
+def noise_note(rows: list[dict]) -> str:
+    """How quiet the machine was while the cells were taken (each cell records its load average)."""
+    loads = [float(r["load_avg_1m"]) for r in rows if r.get("load_avg_1m")]
+    reps = sorted({int(r["repeats"]) for r in rows})
+    if not loads:
+        return f"{'/'.join(map(str, reps))} timed calls per cell; the cells record no load average."
+    return (f"{'/'.join(map(str, reps))} timed calls per cell, on 2 cores at a 1-minute load average of "
+            f"{min(loads):.2f} to {max(loads):.2f} while profiling (each cell records its own): a cell "
+            "taken beside other work reads slower than the hardware.")
 
 
 def speedup_table(rows: list[dict]) -> tuple[str, dict]:
@@ -89,14 +95,14 @@ def main() -> int:
     geo = "; ".join(f"{m} {_geomean(v):.2f}x (range {min(v):.2f}-{max(v):.2f})" for m, v in sorted(ups.items()))
     write_section("runtime-comparison", "Runtime comparison: mxnet vs onnxruntime (local profile)",
                   f"Speed-up = mxnet p50 / onnxruntime p50 on the same model, batch and CPU share "
-                  f"(> 1: onnxruntime faster). Geometric mean per model: {geo}.\n\n{NOISE}\n\n{table}\n\n"
+                  f"(> 1: onnxruntime faster). Geometric mean per model: {geo}.\n\n{noise_note(rows)}\n\n{table}\n\n"
                   f"Cold start, the larger difference (mxnet's import dominates):\n\n{cold_start_table(rows)}\n")
     write_section("profile-local", "Local profile: latency, throughput, cold start, memory at 1 vCPU",
                   f"`hybridserve profile --models squeezenet,mobilenet,resnet18 --batch 1,2,4,8 --repeats 3` and "
                   f"`hybridserve profile --models resnet50,inception --batch 1,2,4 --cpu-shares 0.5,1,2 --repeats 3` "
                   f"({len(rows)} cells in `{args.profile_dir}/{CELLS_FILE}`, host {hosts}, CPU share by {methods}; "
                   f"all shares there, the 1-vCPU rows here). Catalog CSVs for the controller are in "
-                  f"`{args.profile_dir}/`.\n\n{NOISE}\n\n{profile_table(rows)}\n")
+                  f"`{args.profile_dir}/`.\n\n{noise_note(rows)}\n\n{profile_table(rows)}\n")
     from controller.cli import main as cli
     tune_args = ["tune", "--app", args.app, "--config", args.config, "--profile-dir", args.profile_dir,
                  "--out", args.report_dir, "--rate-per-s", f"{args.rate_per_s:g}", "--patch"]
@@ -108,7 +114,7 @@ def main() -> int:
     out = buf.getvalue().strip()
     write_section("tune-report", f"Tune report: app {args.app} on the local profile",
                   f"`hybridserve {' '.join(tune_args)}`; full report with plots: "
-                  f"[{args.report_dir}/README.md]({args.report_dir}/README.md).\n\n{NOISE}\n\n```\n{out}\n```\n")
+                  f"[{args.report_dir}/README.md]({args.report_dir}/README.md).\n\n{noise_note(rows)}\n\n```\n{out}\n```\n")
     print(out)
     return 0
 
