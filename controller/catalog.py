@@ -258,7 +258,8 @@ class Catalog:
                 continue
             arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
             for b in sorted({b for _, b in cells}):
-                pts = [(mem, float(np.median(ratios[(mem, b)])) * cop.predict_latency_ms(model, b, mem / MB_PER_VCPU))
+                pts = [(mem, max(float(np.median(ratios[(mem, b)])) * cop.predict_latency_ms(model, b, mem / MB_PER_VCPU),
+                                 self._fastest_function_ms(model, b, mem)))
                        for mem, bb in cells if bb == b and mem >= footprint_mb[model] and ratios.get((mem, b))]
                 if pts:
                     a = np.array(pts, dtype=float)
@@ -266,6 +267,13 @@ class Catalog:
             if 1 in arrays:
                 self._fn[model] = FunctionProfile(arrays[1][0], arrays[1][1], arrays)
                 self.function_source[model] = cop.SOURCE
+
+    def _fastest_function_ms(self, model: str, batch: int, memory_mb: float) -> float:
+        """The least time the function platform's vCPUs need for a batch at their FP32 ceiling:
+        a predicted latency is never faster than the hardware."""
+        g = self.models[self.model_index[model]].gflops_per_image
+        vcpus = function_vcpus(memory_mb, MB_PER_VCPU, MAX_FUNCTION_VCPUS)
+        return batch * g * 1000.0 / (vcpus * self.function_ceiling_gflops_per_vcpu)
 
     # --- lookups -----------------------------------------------------------------------------
     def model(self, name: str) -> ModelVariant:

@@ -118,3 +118,17 @@ def test_simulate_on_an_impossible_catalog_exits_2_with_one_line(tmp_path):
     assert r.returncode == 2, r.stderr
     out = (r.stdout + r.stderr).strip().splitlines()
     assert len(out) == 1 and "vm_latency.csv row 2" in out[0] and "GFLOP/s per vCPU" in out[0]
+
+
+def test_predicted_function_profiles_stay_under_the_ceiling(tmp_path):
+    """A model without function rows gets them predicted from operator profiles (COP); no
+    prediction is faster than the platform's vCPUs at their FP32 ceiling."""
+    d = _copy(tmp_path)
+    _rewrite(os.path.join(d, "function_latency.csv"), lambda rows: [r for r in rows if r["model"] != "resnet50"])
+    cat = Catalog(d)
+    assert cat.function_source["resnet50"] != "measured"
+    prof, g = cat.function_profile("resnet50"), 7.72
+    for b, (mem, lat) in prof.by_batch.items():
+        for m, ms in zip(mem, lat):
+            vcpus = min(m / 1769, 6.0)
+            assert b * 1000.0 / ms * g / vcpus <= 96.0 * (1 + 1e-9)  # Lambda: 2 x 2 x 16 x 3.0 GHz / 2
