@@ -36,7 +36,9 @@ CHANGED = """What changed against the previous tables (the sections "Simulator: 
 - `oracle` is the MILP optimum over VM counts per type per window plus functions, executed
   through the simulator (was: a greedy clairvoyant plan on one type);
 - `lower-bound` is the LP relaxation with per-second demand, queueing, boots and the billing
-  minimum (was: every request at the best VM's full-batch price, 94-415x below every policy)."""
+  minimum (was: every request at the best VM's full-batch price, 94-415x below every policy);
+- the catalog is the physically real one (commit 74348f5 and after): dollar figures are not
+  comparable with the older tables, the multiples are."""
 
 
 def _loadavg() -> str:
@@ -61,6 +63,7 @@ def main():
     ap.add_argument("--policies", default=POLICIES)
     ap.add_argument("--config", default=os.path.join(ROOT, "configs", "default.yaml"))
     ap.add_argument("--jobs", type=int, default=None)
+    ap.add_argument("--section", default="references", help="BENCHMARKS.md section (one per set of SLOs run)")
     a = ap.parse_args()
     base = load_config(a.config)
     pols = a.policies.split(",")
@@ -80,7 +83,11 @@ def main():
             print(f"{trace} {slo:g} ms: done", flush=True)
     parts.append(CHANGED)
     cmd = f"python bench/references.py --traces {a.traces} --slos {a.slos} --policies {a.policies}"
-    write_section("references", "References: offline optimum and LP floor", "\n\n".join(parts), cmd)
+    title = "References: offline optimum and LP floor"
+    if a.section != "references":
+        cmd += f" --section {a.section}"
+        title += f" (SLO {a.slos.replace(',', ', ')} ms)"
+    write_section(a.section, title, "\n\n".join(parts), cmd)
 
 
 if __name__ == "__main__":
