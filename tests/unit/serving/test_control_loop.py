@@ -37,14 +37,12 @@ def test_load_buys_one_vm_through_the_guard_and_pushes_the_plan(loop_parts):
     vms = FakeVmProvider.from_catalog(catalog, np.random.default_rng(0))
     clock = [1000.0]
     loop = ControlLoop(cfg, settings, [app], catalog, router, vms, clock=lambda: clock[0])
-    # The fake router sends everything to digits-small; the policy's warm start expects another
-    # variant and follows the routed counts (smoothed over 120 s): a VM once the share pays for it.
-    for _ in range(30):
+    for _ in range(6):
         loop.tick()
         clock[0] += 2.0
     fleet = vms.list(clock[0])
     assert len(fleet) == 1 and fleet[0].instance_type == "local.small"  # max_vms 1, whatever the plan says
-    assert loop.errors.get("tick", 0) == 0 and loop.ticks == 30
+    assert loop.errors.get("tick", 0) == 0 and loop.ticks == 6
     last = router.updates[-1]
     assert set(last["routes"]) <= set(MODELS) and last["status"]["policy"] == "hybrid"
     assert last["status"]["fleet"][0]["vm_id"] == fleet[0].vm_id
