@@ -3,9 +3,9 @@
 Run: .venv/bin/python bench/host_peak.py [--size 2048] [--repeats 7]
 
 A large SGEMM on one thread (OpenBLAS's AVX-512 kernel) runs close to the core's FMA peak, so
-its rate bounds the clock from below: clock >= GFLOP/s / (2 FLOPs x 2 FMA units x 16 lanes).
-configs/catalog/derive_catalog.py takes this machine's clock (HOST) from it, and every
-measured cell must stay under the ceiling it implies. Prints one JSON line.
+its rate bounds the clock from below (controller/profiler/host_cpu.py, which a profile uses for
+the local types it writes). configs/catalog/derive_catalog.py's HOST is this machine's clock,
+and every measured cell must stay under the ceiling it implies. Prints one JSON line.
 """
 from __future__ import annotations
 
@@ -14,28 +14,12 @@ import json
 import os
 import sys
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+import numpy as np
 
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from controller.profiler.host_cpu import host_cpu_spec, sgemm_gflops  # noqa: E402
 
 FLOPS_PER_CYCLE = 2 * 2 * 16  # FMA = 2 FLOPs, 2 FMA units, 16 FP32 lanes (AVX-512)
-
-
-def sgemm_gflops(n: int, repeats: int) -> list[float]:
-    rng = np.random.default_rng(0)
-    a = rng.random((n, n), dtype=np.float32)
-    b = rng.random((n, n), dtype=np.float32)
-    a @ b  # warm-up: page faults, kernel selection
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        out.append(2.0 * n ** 3 / (time.perf_counter() - t) / 1e9)
-    return out
 
 
 def main() -> int:
@@ -45,8 +29,10 @@ def main() -> int:
     a = ap.parse_args()
     g = sgemm_gflops(a.size, a.repeats)
     best = max(g)
+    spec = host_cpu_spec(sgemm_best_gflops=best)
     print(json.dumps({"sgemm_n": a.size, "gflops_best": round(best, 1), "gflops_median": round(float(np.median(g)), 1),
-                      "implied_clock_ghz_min": round(best / FLOPS_PER_CYCLE, 2),
+                      "implied_clock_ghz_min": round(best / FLOPS_PER_CYCLE, 2), "host_clock_ghz": spec.clock_ghz,
+                      "ceiling_gflops_per_vcpu": round(spec.ceiling_gflops_per_vcpu, 1),
                       "load_avg_1m": round(os.getloadavg()[0], 2)}))
     return 0
 

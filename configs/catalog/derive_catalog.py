@@ -55,13 +55,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
 from controller.compute import CpuSpec, function_vcpus  # noqa: E402
 from controller.profiler.catalog_files import cell_latency_ms, cold_start_ms_of, footprint_mb_of  # noqa: E402
+from controller.profiler.host_cpu import BASE_HOST  # noqa: E402
 
 CELLS = os.path.join(HERE, "measured", "profile_cells.csv")
 RUNTIME = "mxnet"  # what serving runs (serving.runtime) and the Lambda image ships
 
 # This machine: Intel Xeon (Sapphire Rapids class, AVX-512, 2 FMA units), one thread per core.
 # The clock is the one its single-thread FP32 matrix multiply implies (bench/host_peak.py).
-HOST = CpuSpec(clock_ghz=2.6, fp32_lanes=16, fma_units=2, vcpus_per_core=1)
+HOST = BASE_HOST
 # Lambda x86 runs on Xeons of the c5/m5 generations (AVX-512); AWS publishes no clock: 3.0 GHz,
 # a hyperthread per vCPU, like EC2.
 LAMBDA = CpuSpec(clock_ghz=3.0, fp32_lanes=16, fma_units=2, vcpus_per_core=2)

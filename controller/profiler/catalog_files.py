@@ -11,7 +11,9 @@ configs/catalog/, so `Catalog(<out_dir>)` loads a profile of this machine like t
   memory footprint = RSS delta at batch 1 (runtime + model, the largest over shares), cold start
   = import + load + first call - a warm batch-1 call at one vCPU: what a cold call adds beyond
   a warm one, the bare interpreter start being the platform's own init (container_init_ms).
-- instance_types.csv: copied from the base catalog (prices are not measured either);
+- instance_types.csv: copied from the base catalog (prices are not measured either), the local
+  types' clock and FP32 ceiling those of the machine profiled when `host` is given
+  (controller/profiler/host_cpu.py: a profile of a faster machine describes that machine);
   function_platform.csv: the local types' CPU (local functions run on the same machine).
 Models the base catalog does not know (no accuracy) get no rows.
 """
@@ -22,6 +24,8 @@ import math
 import os
 import shutil
 from collections import defaultdict
+
+from controller.compute import CpuSpec
 
 DEFAULT_BASE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                             "configs", "catalog")
@@ -78,13 +82,22 @@ def cold_start_ms_of(rows: list[dict]) -> float:
     return max(0.0, cold[len(cold) // 2]) if cold else 0.0
 
 
+def _on_host(row: dict, host: CpuSpec) -> dict:
+    """An instance-type row with `host`'s CPU columns."""
+    return {**row, "clock_ghz": host.clock_ghz, "fp32_lanes": host.fp32_lanes, "fma_units": host.fma_units,
+            "vcpus_per_core": host.vcpus_per_core, "ceiling_gflops_per_vcpu": round(host.ceiling_gflops_per_vcpu, 1)}
+
+
 def write_catalog_files(out_dir: str, cells: list[dict], *, base_catalog_dir: str | None = None,
-                        catalog_runtime: str = "mxnet") -> dict[str, int]:
+                        catalog_runtime: str = "mxnet", host: CpuSpec | None = None) -> dict[str, int]:
     """Write the four catalog CSVs into out_dir from cell rows; returns rows written per file."""
     base = base_catalog_dir or DEFAULT_BASE
     base_models = {r["model"]: r for r in _read(os.path.join(base, "models.csv"))}
     base_types = _read(os.path.join(base, "instance_types.csv"))
-    if os.path.abspath(base) != os.path.abspath(out_dir):
+    if host is not None:
+        base_types = [_on_host(t, host) if t["instance_type"].startswith("local.") else t for t in base_types]
+        _write(os.path.join(out_dir, "instance_types.csv"), list(base_types[0]), [list(t.values()) for t in base_types])
+    elif os.path.abspath(base) != os.path.abspath(out_dir):
         shutil.copyfile(os.path.join(base, "instance_types.csv"), os.path.join(out_dir, "instance_types.csv"))
     mine = [r for r in cells if r["runtime"] == catalog_runtime and r["model"] in base_models]
     by_model = defaultdict(list)

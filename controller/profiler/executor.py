@@ -24,6 +24,7 @@ import numpy as np
 
 from controller.profiler.cpu_limit import CpuLimit
 from controller.profiler.grid import Cell, ProfileGrid, memory_mb_of_share
+from controller.profiler.host_cpu import host_cpu_spec
 from controller.profiler.worker import MARKER
 
 CELLS_FILE = "profile_cells.csv"
@@ -189,7 +190,7 @@ def run_profile(grid: ProfileGrid, out_dir: str, *, cpu_limit: str = "auto", pro
     rows = read_cells(path)
     if rows:
         write_catalog_files(out_dir, rows, base_catalog_dir=base_catalog_dir,
-                            catalog_runtime=catalog_runtime or grid.runtimes[0])
+                            catalog_runtime=catalog_runtime or grid.runtimes[0], host=host_cpu_spec())
     return summary
 
 

@@ -70,7 +70,10 @@ def test_patch_merges_into_a_valid_config(config, catalog):
     per_model = patch["policy"]["function_memory_mb"]
     assert per_model == {mt.model: res.chosen(mt).memory_mb for mt in res.models}
     merged = Config.model_validate(merge(config.model_dump(), yaml.safe_load(yaml.safe_dump(patch))))
-    assert merged.policy.baseline_function_memory_mb == per_model[config.apps[0].model]
+    # The baseline memory is the app's pinned model's, or (no model pinned) its cheapest model's.
+    app = config.apps[0]
+    cheapest = min(per_model, key=lambda m: res.chosen(next(mt for mt in res.models if mt.model == m)).cost_per_request_usd)
+    assert merged.policy.baseline_function_memory_mb == per_model[app.model or cheapest]
 
 
 def test_apply_posts_with_the_token(admin_url, config, catalog):
