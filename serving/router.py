@@ -13,7 +13,9 @@ request; this file holds the logic so it can be read (and tested) apart from the
 - `decide_backend(variant, slo_ms)`: with a planned route (serving.routing, the Plan's
   routing table) the simulator's rule: VM while the expected wait at the variant's VM
   targets fits the route's budget, else the function (spill on) or a drop (spill off); without
-  one, the expected VM latency against `spill_fraction` of the SLO.
+  one, or once an operator has set `spill_fraction` (POST /admin/config: `spill_pinned`, the
+  operator's setting wins over the plan, as pinned function memory does), the expected VM
+  latency against `spill_fraction` of the SLO.
 - `pick_target(variant)`: the VM target by the plan's capacity weights.
 - `finish(...)` / `feedback(...)` / `flush(now_s)`: each served request waits up to
   `feedback_window_s` for its true label, then the selector observes it once (with the label
@@ -121,6 +123,7 @@ class RouterCore:
         self._model_index: dict[str, int] = {}
         # The plan's routing table (serving.routing.VariantRoute per variant; empty before a plan).
         self.routes: dict = {}
+        self.spill_pinned = False  # an operator's spill_fraction (POST /admin/config) overrides the routes' rule
         self.inflight_vm = {v: 0 for v in self.variants}
         self.batch_ms = {v: None for v in self.variants}  # EWMA of the VM batch compute time
         # From the control loop's Plan: the VM wait budget per variant (Route.max_vm_wait_ms) and
@@ -214,7 +217,7 @@ class RouterCore:
         clock; see the module docstring): the planned route's rule when there is one, else
         `should_spill`."""
         route = self.routes.get(variant)
-        if route is None:
+        if route is None or self.spill_pinned:
             return "function" if self.should_spill(variant, slo_ms) else "vm"
         if route.admit(now_s, slo_ms):
             return "vm"

@@ -517,7 +517,8 @@ class Router(ControlSideDoor, GrpcV2Methods):
     @app.post("/admin/config")
     async def admin_config(self, request: Request):
         """Apply a config patch live (what `hybridserve tune --apply` sends): pinned function
-        memory per model (wins over the tuner's plan), the spill fraction."""
+        memory per model (wins over the tuner's plan), the spill fraction (wins over the plan's
+        spill rule from then on: serving.router.RouterCore.decide_backend)."""
         err, doc = await self._admin_doc(request, "admin_config")
         if err is not None:
             return err
@@ -539,7 +540,7 @@ class Router(ControlSideDoor, GrpcV2Methods):
                                                              "policy tunes function memory itself")
         if patch.serving.spill_fraction is not None:
             self.settings = self.settings.model_copy(update={"spill_fraction": patch.serving.spill_fraction})
-            self.core.settings = self.settings
+            self.core.settings, self.core.spill_pinned = self.settings, True
             applied["serving.spill_fraction"] = patch.serving.spill_fraction
         self.admin_applied.update(applied)
         log.info("admin: config patch applied: %s", sorted(applied))

@@ -222,3 +222,17 @@ def test_the_policys_selector_learns_in_the_router_even_when_handed_over_read_on
     small = sel.arms(0).index("digits-small")
     assert after[:, small].sum() > before[:, small].sum()  # the outcomes reached the policy's selector's arm
     assert np.array_equal(after[:, 1 - small], before[:, 1 - small])
+
+
+def test_an_operators_spill_fraction_wins_over_the_planned_route():
+    from serving.router import App, RouterCore
+    from serving.settings import ServingConfig
+
+    core = RouterCore([App("digits", 200.0, 0.5, ("digits-small",))], {"digits-small": 0.9}, ServingConfig())
+    core.apply_routing({"digits-small": VariantRoute({HEAD: 13.7}, max_vm_wait_ms=150.0, spill=True).to_dict()})
+    core.vm_finished("digits-small", 12.0)  # a VM batch took 12 ms: the expected VM latency is 12 ms
+    assert core.decide_backend("digits-small", 200.0, 0.0) == "vm"  # the plan's rule: no backlog, admitted
+    core.settings = core.settings.model_copy(update={"spill_fraction": 0.01})  # 2 ms of a 200 ms SLO
+    assert core.decide_backend("digits-small", 200.0, 0.0) == "vm"  # not pinned: the route still rules
+    core.spill_pinned = True  # POST /admin/config {"serving": {"spill_fraction": 0.01}}
+    assert core.decide_backend("digits-small", 200.0, 0.0) == "function"
