@@ -27,7 +27,7 @@ COLS = ["policy", "total_cost_usd", "vm_cost_usd", "function_cost_usd", "slo_vio
         "cost_x_lower_bound", "vm_share_pct", "cold_starts", "dropped", "variants"]
 
 CHANGED = """What changed against the previous tables (the sections "Simulator: full <trace> trace at SLO
-<slo> ms" above, written before issue 18):
+<slo> ms", written before issues 17 and 18 and since withdrawn; see `catalog-change`):
 - every policy now picks among the same variants (those meeting the floor; `configs/default.yaml`
   no longer pins `model: inception` for the baselines and the old oracle while hybrid chose
   freely): the `variants` column says what each served;
