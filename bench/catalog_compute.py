@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 from bench._report import write_section  # noqa: E402
 from controller.catalog import Catalog  # noqa: E402
 from controller.compute import function_row_gflops_per_vcpu, function_vcpus, vm_row_gflops_per_vcpu  # noqa: E402
-from controller.profiler.catalog_files import cell_latency_ms  # noqa: E402
+from controller.profiler.catalog_files import CONCURRENT_SLOWDOWN, cell_latency_ms  # noqa: E402
 from controller.profiler.worker import MARKER  # noqa: E402
 
 CELLS = os.path.join(ROOT, "configs", "catalog", "measured", "profile_cells.csv")
@@ -96,11 +96,13 @@ def _worker_spec(model: str, batches: list[int], repeats: int) -> dict:
 
 def concurrency_check(cells, models: list[str], batches: list[int], repeats: int) -> str:
     """Two single-thread workers at once (local.medium's rule: one batch per vCPU) against the
-    1-vCPU latency the derived rows use."""
+    1-vCPU latency measured alone and local.medium's row (that latency x CONCURRENT_SLOWDOWN)."""
     solo = {(r["model"], int(r["batch_size"])): cell_latency_ms(r) for r in cells
             if r["runtime"] == "mxnet" and float(r["cpu_share"]) == 1.0}
+    local = Catalog(os.path.join(ROOT, "configs", "catalog", "local"))
     env = dict(os.environ, OMP_NUM_THREADS="1", MXNET_CPU_WORKER_NTHREADS="1", HYBRIDSERVE_PROFILE_THREADS="1")
-    lines = ["| model | batch | 1-vCPU p50 ms (row) | 2 at once p50 ms | row / measured |", "|---|---|---|---|---|"]
+    lines = ["| model | batch | 1-vCPU p50 ms alone | 2 at once p50 ms | alone / 2 at once | local.medium row ms | "
+             "row / measured |", "|---|---|---|---|---|---|---|"]
     for m in models:
         procs = [subprocess.Popen([sys.executable, "-m", "controller.profiler.worker",
                                    json.dumps(_worker_spec(m, batches, repeats))], cwd=ROOT, env=env,
@@ -116,10 +118,16 @@ def concurrency_check(cells, models: list[str], batches: list[int], repeats: int
         for b in batches:
             if (m, b) in solo and got[b]:
                 conc = float(np.percentile(got[b], 50))
-                lines.append(f"| {m} | {b} | {solo[(m, b)]:.1f} | {conc:.1f} | {solo[(m, b)] / conc:.2f} |")
-    r = np.array([float(line.split("|")[5]) for line in lines[2:]])
-    summary = (f"\n{int((abs(r - 1) <= 0.2).sum())} of {r.size} within 20 %; row / measured median {np.median(r):.2f}.\n"
-               if r.size else "")
+                prof = local.vm_profile(m, "local.medium")
+                row = prof.latency_at(b) if prof is not None else float("nan")
+                lines.append(f"| {m} | {b} | {solo[(m, b)]:.1f} | {conc:.1f} | {solo[(m, b)] / conc:.2f} | {row:.1f} | "
+                             f"{row / conc:.2f} |")
+    alone = np.array([float(line.split("|")[5]) for line in lines[2:]])
+    r = np.array([float(line.split("|")[7]) for line in lines[2:]])
+    summary = (f"\nAlone over two at once: median {np.median(alone):.2f} ({alone.min():.2f}-{alone.max():.2f}; the "
+               f"rows' factor CONCURRENT_SLOWDOWN = {CONCURRENT_SLOWDOWN:g} in controller/profiler/catalog_files.py "
+               f"comes from this table). local.medium's rows: {int((abs(r - 1) <= 0.1).sum())} of {r.size} within "
+               f"10 % of two at once, median row / measured {np.median(r):.2f}.\n" if r.size else "")
     return "\n".join(lines) + "\n" + summary
 
 
