@@ -24,6 +24,7 @@ import numpy as np
 
 from controller.core import (FunctionView, ModelStats, Observation, Plan, PolicyContext, QueryClass,
                              VmView, make_policy)
+from controller.decision_log import DecisionLog
 from controller.ledger import vm_charge_usd
 from controller.sim.function_tier import FunctionTier
 from controller.sim.results import RunResult, hist_index
@@ -260,6 +261,7 @@ class Simulation:
         limit = self.fp.concurrency_limit
         hist_buf: list[np.ndarray] = []
         fn_usd_before = res.function_usd
+        decisions = DecisionLog("sim")
         for s in range(T):
             if s >= next_tick:
                 self._interval_s = s - last_tick
@@ -275,6 +277,7 @@ class Simulation:
                     res.last_tick_error = f"{type(e).__name__}: {e}"
                     plan = Plan(next_tick_s=s + self.config.policy.control_interval_s)
                 res.tick_ms.append((time.perf_counter() - tt) * 1000.0)
+                decisions.record(obs, plan)
                 self._apply(plan, s)
                 last_tick, next_tick = s, max(s + 1, plan.next_tick_s)
             if self.faults.vm_death_rate_per_h:
