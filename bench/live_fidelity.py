@@ -180,7 +180,7 @@ def run_slice(app: str, start_s: int, duration_s: int, rate_scale: float, speedu
         with Daemon(control=True, config_text=config) as d:
             before = _status(d.url)
             shutil.copytree(before["catalog_dir"], catalog_dir, dirs_exist_ok=True)
-            idle_s = idle_before_load_s(before.get("tick") or {}, time.time())
+            load_start_s = time.time()
             res = asyncio.run(run_load(d.url, name, schedule(counts), slo_ms, payload=payload,
                                        feedback=payload != "imagenet"))
             st = _status(d.url)
@@ -188,9 +188,12 @@ def run_slice(app: str, start_s: int, duration_s: int, rate_scale: float, speedu
                 metrics_page = r.read().decode()
         n = max(res.scheduled, 1)
         events = st.get("tick", {}).get("events") or []
+        idle_s = idle_before_load_s(st.get("tick") or {}, load_start_s)
+        cost = st["cost_usd"]
         live = {"requests": res.scheduled, "slo_violation_pct": 100.0 * (n - res.slo_met) / n,
-                "p95_ms": res.percentile_ms(95), "total_cost_usd": st["cost_usd"]["total"],
-                "vm_cost_usd": st["cost_usd"]["vm"], "function_cost_usd": st["cost_usd"]["function"],
+                # the daemon's own start-up calibration requests are not the slice's load
+                "p95_ms": res.percentile_ms(95), "total_cost_usd": cost["total"] - cost.get("startup_function", 0.0),
+                "vm_cost_usd": cost["vm"], "function_cost_usd": cost["function"] - cost.get("startup_function", 0.0),
                 "function_share_pct": 100.0 * res.backends.get("function", 0) / n, "cold_starts": res.cold_starts,
                 "shares_pct": live_shares(res), "variants": dict(res.variants)}
         print("live", live, "targets", dict(res.targets), "errors", dict(res.errors), flush=True)
@@ -215,12 +218,12 @@ def run_slice(app: str, start_s: int, duration_s: int, rate_scale: float, speedu
 
 
 def idle_before_load_s(tick: dict, load_start_s: float) -> int:
-    """Whole seconds the control loop ran before the load began (from its tick count, interval and
-    last good tick time as /status shows them)."""
-    if not tick.get("ticks") or tick.get("last_good_s") is None:
-        return 0
-    first_s = float(tick["last_good_s"]) - (int(tick["ticks"]) - 1) * float(tick.get("interval_s") or 0.0)
-    return max(0, int(round(load_start_s - first_s)))
+    """Whole seconds the policy observed before the load began: from the first second of the
+    rows its first tick saw (/status `tick.observed_from_s`, the router's telemetry start) to
+    the load's start. Those quiet seconds fill its predictors' first buckets (a first bucket half
+    idle halves the first level), so the simulator replays them too."""
+    first_s = tick.get("observed_from_s")
+    return 0 if first_s is None else max(0, int(round(load_start_s - float(first_s))))
 
 
 def time_to_serve_s(events: list[str]) -> float | None:

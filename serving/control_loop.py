@@ -47,6 +47,7 @@ import numpy as np
 
 from controller.core import (FunctionView, ModelStats, Observation, PolicyContext, QueryClass, VmView,
                              make_policy)
+from controller.decision_log import DecisionLog
 from controller.ledger import Ledger, vm_charge_usd
 from controller.sim.standing import is_standing, standing_vm
 from procurement.providers.guards import Guard
@@ -111,6 +112,8 @@ class ControlLoop(PlanToRouter):
         self.last_error = None
         self.last_plan = None
         self._last_tick_s = None
+        self.observed_from_s: float | None = None  # the first second of the rows the policy saw
+        self.startup_function_usd = 0.0  # function calls served before the loop started (calibration)
         self._vm_app: dict[str, tuple[str, str, int]] = {}  # vm id -> (model, serve app, replicas): serving
         self._joining: dict[str, object] = {}  # vm id -> future of its deploy
         self._releasing: set[str] = set()
@@ -126,15 +129,33 @@ class ControlLoop(PlanToRouter):
         self.events: list[str] = []  # the last fleet events and errors, newest last (shown in /status)
         self._lock = threading.RLock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fleet")
+        self._decisions = DecisionLog("live")  # HYBRIDSERVE_DECISION_LOG: one line per tick
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         self._push({"function_pricing": self.cfg.functions.model_dump(), "selector": self.selector_update()})
+        self._drain_before_start()
         self.adopt()
         self._thread = threading.Thread(target=self._run, name="control-loop", daemon=True)
         self._thread.start()
+
+    def _drain_before_start(self) -> None:
+        """What the router served before the loop started (the daemon's own calibration requests,
+        `measure_router_latency_ms`) is billed, not forecast from: the policy observes from its
+        start, as the simulator's policy observes from a trace's first second. Its function cost
+        is shown apart (`cost_usd()["startup_function"]`)."""
+        now_s = self.clock()
+        try:
+            data = self.router.collect.remote(now_s).result(timeout_s=_RPC_TIMEOUT_S)
+        except Exception as e:  # the first tick then sees those requests; say why
+            log.warning("draining the router's start-up counts failed: %s", e)
+            return
+        if isinstance(data, dict):
+            before = self.ledger.function_usd
+            self._bill_functions(data, now_s)
+            self.startup_function_usd = self.ledger.function_usd - before
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -213,8 +234,11 @@ class ControlLoop(PlanToRouter):
             self._join_ready(records)
             self._retry_releases(records)
             obs = self._observation(now_s, data, records)
+            if self.observed_from_s is None:
+                self.observed_from_s = float(data["start_s"])
             plan, self.state = self.policy.decide(obs, self.state, self.rng)
             self.last_plan = plan
+            self._decisions.record(obs, plan)
             self._apply(plan, now_s, records)
             self._bill_functions(data, now_s)
             self.ticks += 1
@@ -478,7 +502,8 @@ class ControlLoop(PlanToRouter):
         if not self._standing_billed:
             live += sum(sv.charge_usd(now_s, self.cfg.vms.billing_minimum_s) for sv in self.standing)
         vm = self.ledger.vm_usd + live
-        return {"vm": vm, "function": self.ledger.function_usd, "total": vm + self.ledger.function_usd}
+        return {"vm": vm, "function": self.ledger.function_usd, "total": vm + self.ledger.function_usd,
+                "startup_function": self.startup_function_usd}
 
     def _bill_standing(self, now_s: float) -> None:
         """The head into the ledger, once, when the loop stops (until then cost_usd adds it live)."""
@@ -551,6 +576,7 @@ class ControlLoop(PlanToRouter):
                 "last_error": self.last_error,
                 "events": list(self.events),
                 "last_good_s": self.last_good_s, "last_duration_s": self.last_duration_s,
+                "observed_from_s": self.observed_from_s,
                 "interval_s": self.interval_s}
 
     def _push(self, update: dict) -> None:

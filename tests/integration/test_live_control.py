@@ -30,7 +30,7 @@ def test_loop_ticks_and_exports_its_state(live):
         time.sleep(1)
     c = _control(live)
     assert c["policy"] == "hybrid" and c["tick"]["ticks"] >= 2 and "tick" not in c["tick"]["errors"]
-    assert c["tick"]["last_duration_s"] < 5 and set(c["cost_usd"]) == {"vm", "function", "total"}
+    assert c["tick"]["last_duration_s"] < 5 and set(c["cost_usd"]) == {"vm", "function", "total", "startup_function"}
     assert "digits" in c["forecast"] and isinstance(c["fleet"], list)
     # The head (serving.head_instance_type, default local.small) is a standing VM, billed from start.
     (head,) = c["standing"]

@@ -66,6 +66,20 @@ def test_even_arrivals_are_deterministic_without_rng(config, catalog):
     assert a.total_usd == b.total_usd and a.slo_violations == b.slo_violations
 
 
+def test_the_decision_log_has_a_line_per_tick_with_the_plans_launches(config, catalog, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("HYBRIDSERVE_DECISION_LOG", str(tmp_path / "d.jsonl"))
+    r = simulate(_cfg(config, duration_s=600), catalog, "wits", ["hybrid"]).results[0]
+    lines = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert len(lines) == len(r.tick_ms) > 10 and {d["side"] for d in lines} == {"sim"}
+    assert sum(len(d["launches"]) for d in lines) >= 1  # WITS's first 10 minutes buy VMs
+    # After the first tick (which a warm start shows the minute before the trace), each tick
+    # shows the seconds since the last one: every trace second once, no request twice.
+    assert sum(d["seconds"] for d in lines[1:]) == lines[-1]["now_s"] - lines[0]["now_s"]
+    assert sum(sum(d["class_arrivals"]) for d in lines[1:]) <= r.requests
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "controller.cli", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)

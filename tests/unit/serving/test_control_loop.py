@@ -172,3 +172,25 @@ def test_vm_faults_posted_to_the_router_reach_a_local_vm_provider(loop_parts):
         assert vms.faults is None and loop.errors.get("tick", 0) == 0
     finally:
         vms.close(clock[0])
+
+
+def test_the_policy_observes_from_the_loops_start_and_each_tick_is_logged(loop_parts, tmp_path, monkeypatch):
+    # The router served 7 req/s from second 0 (the daemon's start-up calibration, say); the loop
+    # starts at 1000: its first observation holds the 5 s since, not 1,005 s, and the decision
+    # log (HYBRIDSERVE_DECISION_LOG) has a line per tick saying so.
+    import json
+
+    log_path = tmp_path / "decisions.jsonl"
+    monkeypatch.setenv("HYBRIDSERVE_DECISION_LOG", str(log_path))
+    cfg, settings, app, catalog = loop_parts
+    clock = [1000.0]
+    loop = ControlLoop(cfg, settings, [app], catalog, FakeRouter(rate_per_s=7),
+                       FakeVmProvider.from_catalog(catalog, np.random.default_rng(0)), clock=lambda: clock[0])
+    loop._drain_before_start()
+    for _ in range(2):
+        clock[0] += 5.0
+        loop.tick()
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [(d["side"], d["seconds"], d["class_arrivals"]) for d in lines] == [("live", 5, [35]), ("live", 5, [35])]
+    assert lines[0]["now_s"] == 1005.0 and loop.health()["observed_from_s"] == 1000.0
+    assert "startup_function" in loop.cost_usd(clock[0])
