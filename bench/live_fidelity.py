@@ -123,6 +123,7 @@ def simulate(counts, cfg_path: str, catalog_dir: str, serve_s: float | None = No
     n = max(r.requests, 1)
     head = sim.served_on_standing
     return {"requests": r.requests, "slo_violation_pct": 100.0 * r.slo_violations / n, "p95_ms": r.percentile_ms(95),
+            "vm_p95_ms": r.percentile_ms(95, "vm"), "function_p95_ms": r.percentile_ms(95, "function"),
             "total_cost_usd": r.total_usd, "vm_cost_usd": r.vm_usd, "function_cost_usd": r.function_usd,
             "function_share_pct": 100.0 * r.served_function / n, "cold_starts": r.cold_starts,
             "shares_pct": {"head": 100.0 * head / n, "procured VMs": 100.0 * (r.served_vm - head) / n,
@@ -166,12 +167,18 @@ def live_shares(res) -> dict:
             "dropped": 100.0 * sum(res.errors.values()) / n}
 
 
-def run_slice(app: str, start_s: int, duration_s: int, rate_scale: float, speedup: float) -> dict:
-    """One slice live, then simulated on the daemon's catalog; prints the live / sim / events lines."""
+def run_slice(app: str, start_s: int, duration_s: int, rate_scale: float, speedup: float,
+              records_dir: str | None = None) -> dict:
+    """One slice live, then simulated on the daemon's catalog; prints the live / sim / events lines.
+    With `records_dir`, the live requests and both sides' decision logs are kept there."""
+    from controller.decision_log import ENV as DECISION_LOG
     from controller.sim.trace import load_trace, prepare
     from serving.loadgen import run_load, schedule
 
     name, config, slo_ms, payload = APPS[app]
+    if records_dir:  # the daemon (a child process) and the simulation (here) both read it
+        os.makedirs(records_dir, exist_ok=True)
+        os.environ[DECISION_LOG] = os.path.join(records_dir, f"decisions-{start_s}.jsonl")
     counts = prepare(load_trace("wits"), start_s, duration_s, rate_scale, speedup)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
         fh.write(config)
@@ -184,6 +191,9 @@ def run_slice(app: str, start_s: int, duration_s: int, rate_scale: float, speedu
             res = asyncio.run(run_load(d.url, name, schedule(counts), slo_ms, payload=payload,
                                        feedback=payload != "imagenet"))
             st = _status(d.url)
+            if records_dir:  # per request: when it was due, who served it, its latency, a cold start
+                with open(os.path.join(records_dir, f"live-{start_s}.json"), "w") as rec:
+                    json.dump(res.records, rec)
             with urllib.request.urlopen(d.url + "/metrics", timeout=30) as r:
                 metrics_page = r.read().decode()
         n = max(res.scheduled, 1)
@@ -192,7 +202,8 @@ def run_slice(app: str, start_s: int, duration_s: int, rate_scale: float, speedu
         cost = st["cost_usd"]
         live = {"requests": res.scheduled, "slo_violation_pct": 100.0 * (n - res.slo_met) / n,
                 # the daemon's own start-up calibration requests are not the slice's load
-                "p95_ms": res.percentile_ms(95), "total_cost_usd": cost["total"] - cost.get("startup_function", 0.0),
+                "p95_ms": res.percentile_ms(95), "vm_p95_ms": res.percentile_ms(95, "vm"),
+                "function_p95_ms": res.percentile_ms(95, "function"), "total_cost_usd": cost["total"] - cost.get("startup_function", 0.0),
                 "vm_cost_usd": cost["vm"], "function_cost_usd": cost["function"] - cost.get("startup_function", 0.0),
                 "function_share_pct": 100.0 * res.backends.get("function", 0) / n, "cold_starts": res.cold_starts,
                 "shares_pct": live_shares(res), "variants": dict(res.variants)}
@@ -262,7 +273,9 @@ def slice_table(out: dict) -> tuple[list[str], list[str]]:
     rows = [("SLO violations (%)", sim["slo_violation_pct"], live["slo_violation_pct"]),
             ("p95 latency (ms)", sim["p95_ms"], live["p95_ms"]),
             ("cost (USD)", sim["total_cost_usd"], live["total_cost_usd"])]
-    more = [("  VM cost (USD)", sim["vm_cost_usd"], live["vm_cost_usd"]),
+    more = [("  p95 on VMs (ms)", sim["vm_p95_ms"], live["vm_p95_ms"]),
+            ("  p95 on functions (ms)", sim["function_p95_ms"], live["function_p95_ms"]),
+            ("  VM cost (USD)", sim["vm_cost_usd"], live["vm_cost_usd"]),
             ("  function cost (USD)", sim["function_cost_usd"], live["function_cost_usd"]),
             ("  function cold starts", sim["cold_starts"], live["cold_starts"])]
     lines = ["| measure | simulator | live | gap | within goal |", "|---|---|---|---|---|"]
@@ -282,6 +295,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_slice_args(ap)
     ap.add_argument("--app", choices=sorted(APPS), default="imagenet")
+    ap.add_argument("--records-dir", help="also write each slice's live requests (due s, target, latency ms, "
+                    "cold start) to DIR/live-START.json, and the decision logs of both sides to DIR")
     ap.add_argument("--slices", help="START:DURATION:RATE_SCALE[,...] in trace seconds (default: the two "
                     f"slices {', '.join(':'.join(map(str, s)) for s in DEFAULT_SLICES)})")
     args = ap.parse_args()
@@ -299,7 +314,7 @@ def main() -> int:
     if args.short:
         slices = [(s, 240, r) for s, _, r in slices]
     os.environ.setdefault("HYBRIDSERVE_CACHE", os.path.join(tempfile.gettempdir(), "hybridserve-test-cache"))
-    outs = [run_slice(args.app, s, d, r, args.speedup) for s, d, r in slices]
+    outs = [run_slice(args.app, s, d, r, args.speedup, args.records_dir) for s, d, r in slices]
     name, _, slo_ms, _ = APPS[args.app]
     fleet = (f"the head as a standing {HEAD_TYPE} VM (billed from the start, never terminated, its capacity split "
              "over its variants by their work in the last interval), at most one local.small VM (10 s boot) on top"
@@ -331,7 +346,7 @@ def main() -> int:
                  f"{json.dumps(out['sim']['variants'])}), errors {json.dumps(out['errors'])}; VM events: "
                  f"{'; '.join(vms) or 'none'}.", ""]
     body += [("Goal met on every measure of every slice." if not all_missed else
-              f"Goal NOT met on: {', '.join(all_missed)}. Why: see the notes below."), "", NOTES, "", load_note()]
+              f"Goal NOT met on: {', '.join(all_missed)}. Why: see the notes below."), "", READING, "", NOTES, "", load_note()]
     write_section("live-fidelity", "Live: simulator vs live system on the same slices", "\n".join(body))
     write_section("live-promtool", "Live: `promtool check metrics` of a live /metrics page", promtool_report(outs[-1]))
     return 0
@@ -364,6 +379,27 @@ def promtool_report(out: dict) -> str:
         f"Names with a non-base unit (`_ms`, `_mb`, `_per_s`): {', '.join(bad) or 'none'}. Families: "
         + ", ".join(f"`{n}`" for n in names) + ".",
         "", "Command: `.venv/bin/python bench/live_fidelity.py` (the same run as live-fidelity)."])
+
+
+READING = (
+    "**Reading (runs of 2026-12-03, quiet machine).** The mechanisms fire on both sides in both slices: one "
+    "local.small VM launched and serving 26 s after its launch, functions with their cold starts (3-4 live, 3 "
+    "simulated), the selector on mobilenet (99.6 % live, 100 % simulated), shares by target within 5 points. "
+    "Met: SLO violations (0.11 and 0.17 pp), cost (3 % and 10 %), p95 in the first slice (2 %). Missed: p95 in "
+    "the second slice (26 % here, 22 % and 19 % in two other runs). Where it comes from (per-request records, "
+    "`--records-dir`): the procured VM's own tail, not the functions: live VM requests take 63 ms at the median "
+    "in every quiet 10 s (p95 72-81 ms), where the daemon's catalog says 45 ms (a 16 ms forward pass plus the "
+    "proxy and router hops measured at start through the head's in-process replica); a VM's path adds a Ray "
+    "node hop (the 602 KB tensor to another node's replica and back) that the start-up calibration cannot "
+    "measure because no VM exists then, and the second slice's 17 req/s burst at 170 s queues live to a p95 of "
+    "172 ms on that slower path. The same calibration errs the other way on functions: their rows get the "
+    "head path's overhead too, so a simulated warm function call takes ~75 ms where a live one takes 47 ms "
+    "(live function p95 rises with cold starts and throttled spills). The next step is to calibrate each path "
+    "where it is used: the VM path when the first VM serves, the function path at the first warm call. Before "
+    "the control loop's start drain (`serving/control_loop.py`), the live policy bought its VM about two "
+    "minutes late (found with the decision log: its first observation held idle seconds and the daemon's 38 "
+    "calibration requests, so its forecast's first bucket was half idle) and functions served 55-63 % of the "
+    "requests live against 11-14 % simulated.")
 
 
 NOTES = (

@@ -260,6 +260,7 @@ class Simulation:
         timeout_s = self.config.simulator.client_timeout_s
         limit = self.fp.concurrency_limit
         hist_buf: list[np.ndarray] = []
+        fn_hist_buf: list[np.ndarray] = []
         fn_usd_before = res.function_usd
         decisions = DecisionLog("sim")
         for s in range(T):
@@ -374,6 +375,8 @@ class Simulation:
             res.meets_both += int(np.count_nonzero(met & floor_ok))
             res.accuracy_sum += float(acc[served].sum())
             hist_buf.append(lat[served])
+            if nfn:
+                fn_hist_buf.append(lat[backend == 1])
             if len(hist_buf) >= 512:
                 res.latency_hist += np.bincount(hist_index(np.concatenate(hist_buf)), minlength=res.latency_hist.size)
                 hist_buf = []
@@ -403,6 +406,8 @@ class Simulation:
                 progress(s)
         if hist_buf:
             res.latency_hist += np.bincount(hist_index(np.concatenate(hist_buf)), minlength=res.latency_hist.size)
+        if fn_hist_buf:
+            res.function_latency_hist += np.bincount(hist_index(np.concatenate(fn_hist_buf)), minlength=res.function_latency_hist.size)
         for rec in self.provider.list(T):
             self._terminate(rec.vm_id, T)
         for sv in self.standing:

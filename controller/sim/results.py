@@ -33,6 +33,7 @@ class RunResult:
     function_usd: float = 0.0
     accuracy_sum: float = 0.0  # sum over served requests of the serving model's top-1 accuracy
     latency_hist: np.ndarray = field(default_factory=lambda: np.zeros(HIST_BINS, np.int64))
+    function_latency_hist: np.ndarray = field(default_factory=lambda: np.zeros(HIST_BINS, np.int64))  # its part
     bucket_s: int = 60
     series: dict = field(default_factory=dict)  # name -> np.ndarray per bucket
     wall_s: float = 0.0
@@ -55,11 +56,15 @@ class RunResult:
     def served(self) -> int:
         return self.served_vm + self.served_function
 
-    def percentile_ms(self, q: float) -> float:
-        total = int(self.latency_hist.sum())
+    def percentile_ms(self, q: float, backend: str | None = None) -> float:
+        """The q-th latency percentile of served requests: all, or those one backend ("vm" or
+        "function") served."""
+        hist = {None: self.latency_hist, "function": self.function_latency_hist,
+                "vm": self.latency_hist - self.function_latency_hist}[backend]
+        total = int(hist.sum())
         if total == 0:
             return float("nan")
-        rank = np.searchsorted(np.cumsum(self.latency_hist), q / 100.0 * total, side="left")
+        rank = np.searchsorted(np.cumsum(hist), q / 100.0 * total, side="left")
         return float(hist_upper_edge_ms(min(rank, HIST_BINS - 1)))
 
     def variants(self) -> str:

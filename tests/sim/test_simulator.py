@@ -26,6 +26,8 @@ def test_conservation(report):
     for r in report.results:
         assert r.served_vm + r.served_function + r.dropped == r.requests
         assert r.latency_hist.sum() == r.served
+        assert r.function_latency_hist.sum() == r.served_function
+        assert (r.function_latency_hist <= r.latency_hist).all()
         assert r.requests == report.results[0].requests  # every policy saw the same arrivals
 
 
@@ -138,3 +140,13 @@ def test_unsatisfiable_app_exit_2(tmp_path):
     p.write_text("apps:\n  - {name: a, slo_ms: 100, min_accuracy: 0.99}\n")
     r = _cli("simulate", "--config", str(p), "--duration-s", "60")
     assert r.returncode == 2 and "no model meets accuracy 0.99" in r.stderr
+
+
+def test_the_percentile_by_backend_splits_the_served_requests(report):
+    # Where functions served, their latency percentiles come from their requests alone: the
+    # all-request p95 lies between the VMs' and the functions' (a mixture's quantile does).
+    spilled = [r for r in report.results if r.served_function >= 20 and r.served_vm >= 20]
+    assert spilled, "no policy spilled on this slice"
+    for r in spilled:
+        lo, hi = sorted((r.percentile_ms(95, "vm"), r.percentile_ms(95, "function")))
+        assert lo <= r.percentile_ms(95) <= hi
