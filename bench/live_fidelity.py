@@ -200,11 +200,13 @@ def run_slice(app: str, start_s: int, duration_s: int, rate_scale: float, speedu
         events = st.get("tick", {}).get("events") or []
         idle_s = idle_before_load_s(st.get("tick") or {}, load_start_s)
         cost = st["cost_usd"]
+        startup_usd = cost.get("startup_function", 0.0)
         live = {"requests": res.scheduled, "slo_violation_pct": 100.0 * (n - res.slo_met) / n,
-                # the daemon's own start-up calibration requests are not the slice's load
                 "p95_ms": res.percentile_ms(95), "vm_p95_ms": res.percentile_ms(95, "vm"),
-                "function_p95_ms": res.percentile_ms(95, "function"), "total_cost_usd": cost["total"] - cost.get("startup_function", 0.0),
-                "vm_cost_usd": cost["vm"], "function_cost_usd": cost["function"] - cost.get("startup_function", 0.0),
+                "function_p95_ms": res.percentile_ms(95, "function"),
+                # the daemon's own start-up calibration requests are not the slice's load
+                "total_cost_usd": cost["total"] - startup_usd, "vm_cost_usd": cost["vm"],
+                "function_cost_usd": cost["function"] - startup_usd,
                 "function_share_pct": 100.0 * res.backends.get("function", 0) / n, "cold_starts": res.cold_starts,
                 "shares_pct": live_shares(res), "variants": dict(res.variants)}
         print("live", live, "targets", dict(res.targets), "errors", dict(res.errors), flush=True)
@@ -295,8 +297,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_slice_args(ap)
     ap.add_argument("--app", choices=sorted(APPS), default="imagenet")
-    ap.add_argument("--records-dir", help="also write each slice's live requests (due s, target, latency ms, "
-                    "cold start) to DIR/live-START.json, and the decision logs of both sides to DIR")
+    ap.add_argument("--records-dir", help="also write each slice's live requests (due s, backend, target, "
+                    "latency ms, cold start) to DIR/live-START.json, and the decision logs of both sides to DIR")
     ap.add_argument("--slices", help="START:DURATION:RATE_SCALE[,...] in trace seconds (default: the two "
                     f"slices {', '.join(':'.join(map(str, s)) for s in DEFAULT_SLICES)})")
     args = ap.parse_args()
@@ -346,7 +348,8 @@ def main() -> int:
                  f"{json.dumps(out['sim']['variants'])}), errors {json.dumps(out['errors'])}; VM events: "
                  f"{'; '.join(vms) or 'none'}.", ""]
     body += [("Goal met on every measure of every slice." if not all_missed else
-              f"Goal NOT met on: {', '.join(all_missed)}. Why: see the notes below."), "", READING, "", NOTES, "", load_note()]
+              f"Goal NOT met on: {', '.join(all_missed)}. Why: see the notes below."), "",
+             READING, "", NOTES, "", load_note()]
     write_section("live-fidelity", "Live: simulator vs live system on the same slices", "\n".join(body))
     write_section("live-promtool", "Live: `promtool check metrics` of a live /metrics page", promtool_report(outs[-1]))
     return 0

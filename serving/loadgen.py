@@ -29,8 +29,7 @@ class LoadgenError(Exception):
 class LoadgenResult:
     scheduled: int = 0
     latencies_ms: list[float] = field(default_factory=list)  # successful requests
-    backend_latencies_ms: dict = field(default_factory=dict)  # "vm" / "function" -> its part of latencies_ms
-    records: list = field(default_factory=list)  # (due s from the start, target, latency ms, cold start)
+    records: list = field(default_factory=list)  # per success: (due s, backend, target, latency ms, cold start)
     slo_met: int = 0
     errors: Counter = field(default_factory=Counter)  # "http 503", "timeout", ...
     backends: Counter = field(default_factory=Counter)
@@ -43,7 +42,7 @@ class LoadgenResult:
 
     def percentile_ms(self, q: float, backend: str | None = None) -> float:
         """The q-th latency percentile of successful requests: all, or those one backend served."""
-        xs = self.latencies_ms if backend is None else self.backend_latencies_ms.get(backend, [])
+        xs = self.latencies_ms if backend is None else [r[3] for r in self.records if r[1] == backend]
         return float(np.percentile(xs, q)) if xs else float("nan")
 
     def report(self, slo_ms: float) -> str:
@@ -264,8 +263,8 @@ async def run_load(url: str, name: str, offsets_s: np.ndarray, slo_ms: float, *,
                 res.latencies_ms.append(latency_ms)
                 res.slo_met += latency_ms <= slo_ms
                 res.backends[p.get("backend", "?")] += 1
-                res.backend_latencies_ms.setdefault(p.get("backend", "?"), []).append(latency_ms)
-                res.records.append((round(due_s, 3), p.get("target", "?"), round(latency_ms, 1), bool(p.get("cold_start"))))
+                res.records.append((round(due_s, 3), p.get("backend", "?"), p.get("target", "?"),
+                                    round(latency_ms, 1), bool(p.get("cold_start"))))
                 res.variants[p.get("variant", "?")] += 1
                 res.targets[p.get("target", "?")] += 1
                 res.cold_starts += bool(p.get("cold_start"))

@@ -407,7 +407,8 @@ class Simulation:
         if hist_buf:
             res.latency_hist += np.bincount(hist_index(np.concatenate(hist_buf)), minlength=res.latency_hist.size)
         if fn_hist_buf:
-            res.function_latency_hist += np.bincount(hist_index(np.concatenate(fn_hist_buf)), minlength=res.function_latency_hist.size)
+            res.function_latency_hist += np.bincount(hist_index(np.concatenate(fn_hist_buf)),
+                                                     minlength=res.function_latency_hist.size)
         for rec in self.provider.list(T):
             self._terminate(rec.vm_id, T)
         for sv in self.standing:
