@@ -14,7 +14,8 @@ import sys
 from datetime import datetime, timezone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PATH = os.path.join(ROOT, "BENCHMARKS.md")
+# HYBRIDSERVE_BENCHMARKS_MD: write elsewhere (a trial run that must not replace a committed figure).
+PATH = os.environ.get("HYBRIDSERVE_BENCHMARKS_MD") or os.path.join(ROOT, "BENCHMARKS.md")
 HEADER = "# Benchmarks\n\nEvery figure below was written by a script in `bench/`; each section says the command.\n"
 
 
