@@ -96,7 +96,7 @@ def simulate(counts, cfg_path: str, catalog_dir: str, serve_s: float | None = No
     from controller.sim.engine import Simulation
     from serving.control_loop import policy_config
     from serving.daemon import prepare
-    from serving.live_catalog import read_latency_jitter_ms
+    from serving.live_catalog import head_catalog_type, read_latency_jitter_ms
     from serving.settings import serving_config
 
     cfg = load_config(cfg_path)
@@ -104,7 +104,7 @@ def simulate(counts, cfg_path: str, catalog_dir: str, serve_s: float | None = No
     apps, _ = prepare(cfg, settings)
     pcfg = policy_config(cfg, settings)
     sim_cfg = pcfg.simulator.model_copy(update={
-        "arrivals": "even", "standing_vms": ([StandingVmConfig(instance_type=settings.head_instance_type)]
+        "arrivals": "even", "standing_vms": ([StandingVmConfig(instance_type=head_catalog_type(settings.head_instance_type))]
                                              if settings.head_instance_type else []),
         "prewarm_functions": settings.control.prewarm_functions, "warm_start": False,
         "vm_latency_jitter_ms": read_latency_jitter_ms(catalog_dir)})

@@ -124,6 +124,7 @@ class Hybrid:
         self._selector = make_selector(algo, classes, ctx.catalog, extra.get("selector_params"))
         self.tuner = FunctionTuner(ctx.catalog, ctx.config.functions, TunerSettings(strategy="cost"))
         self.types = list(ctx.config.vms.instance_types)
+        self._type_set = frozenset(self.types)
         boots = [ctx.catalog.instance_type(t) for t in self.types]
         self.horizon_s = max(b.boot_s_mean + 2 * b.boot_s_std for b in boots) + self.p.control_interval_s
         self._option_cache: dict = {}
@@ -269,7 +270,8 @@ class Hybrid:
         demand = {names[j]: self._vm_target(state, j, names[j], slo[j], float(upper[j])) for j in slo
                   if upper[j] > 0 and self._vm_pays(names[j], slo[j], float(mean[j]))}
         # A VM shared by several variants (the live head: VmView.share < 1) is not one VM per
-        # variant: it covers its share of each variant's demand and is left out of the mix.
+        # variant: it covers its share of each variant's demand and is left out of the mix (so is
+        # a VM of a type the mix may not buy: see _split_shared).
         vms, shared = self._split_shared(obs.vms)
         head_service = {}
         for v in shared:
@@ -351,11 +353,15 @@ class Hybrid:
             nxt = min(nxt, max(obs.now_s + 1.0, rec.next_check_s))
         return Plan(rec.launches, rec.terminations, tuple(functions), tuple(routes), nxt), state
 
-    @staticmethod
-    def _split_shared(vms):
-        """(whole VMs, VMs shared by several variants) of an Observation's fleet."""
-        whole = tuple(v for v in vms if v.share >= 1.0)
-        return (vms, ()) if len(whole) == len(vms) else (whole, tuple(v for v in vms if v.share < 1.0))
+    def _split_shared(self, vms):
+        """(whole VMs, VMs it covers demand with but does not mix) of an Observation's fleet: those
+        shared by several variants, and those of a type it may not buy (the live head's own rows,
+        `<type>@head`), which the mix could only plan around and ask to terminate."""
+        types = self._type_set
+        is_whole = [v.share >= 1.0 and v.instance_type in types for v in vms]
+        if all(is_whole):
+            return vms, ()
+        return (tuple(v for v, w in zip(vms, is_whole) if w), tuple(v for v, w in zip(vms, is_whole) if not w))
 
     def _shared_option(self, view, slo_ms):
         """The SLO-feasible VM option of a shared VM's type for its variant (None: none fits)."""

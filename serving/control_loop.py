@@ -52,6 +52,7 @@ from controller.ledger import Ledger, vm_charge_usd
 from controller.sim.standing import is_standing, standing_vm
 from procurement.providers.guards import Guard
 from serving.control_router import PlanToRouter
+from serving.live_catalog import head_catalog_type
 
 log = logging.getLogger("hybridserve.control")
 _RPC_TIMEOUT_S = 30.0
@@ -103,7 +104,10 @@ class ControlLoop(PlanToRouter):
         self._joined_vm_ids = joined_vm_ids or _ray_joined_vm_ids
         self.adopted: list = []  # VmRecords taken over at start
         self.ledger = Ledger()
+        # The head's rows: its own (serving.live_catalog.head_catalog_type) when the live catalog has them.
         head_type = getattr(settings, "head_instance_type", None)
+        if head_type and head_catalog_type(head_type) in catalog.instance_types:
+            head_type = head_catalog_type(head_type)
         self.standing = [standing_vm("head", head_type, [], catalog, launched_s=clock())] if head_type else []
         self._standing_billed = False
         self.interval_s = self.cfg.policy.control_interval_s

@@ -12,7 +12,8 @@ Steps, in order:
    only: a VM's node must not start a second proxy on the same ports), and deploy the router and
    model deployments;
 5. time requests through the proxy and router into the live catalog (measured end to end, so the
-   policy and a simulator fed this catalog see this machine's service time), then start the
+   policy and a simulator fed this catalog see this machine's service time), and a procured
+   VM's longer path (a probe replica: the Serve handle hop and the batch wait), then start the
    control loop (serving.control_loop; the head counts as a standing VM) with the config's VM provider (serving.vm_fleet:
    a LocalVmProvider joined to this head, or with `provider.name: aws` an AwsVmProvider whose
    instances join the head at `provider.vm.ray_head_address`); the loop adopts the fleet left
@@ -106,11 +107,9 @@ def start(cfg: Config, settings: ServingConfig, out=sys.stdout, on_ray_started=N
         from concurrent.futures import ThreadPoolExecutor
 
         from serving.live_catalog import build_live_catalog, measure_function_cold
-        head = [settings.head_instance_type] if settings.head_instance_type else []
         catalog = build_live_catalog(cfg.catalog.dir, tempfile.mkdtemp(prefix="hybridserve-catalog-"),
-                                     sorted(accuracy), accuracy,
-                                     list(dict.fromkeys(list(settings.control.instance_types) + head)),
-                                     settings.control.vm_boot_s)
+                                     sorted(accuracy), accuracy, list(settings.control.instance_types),
+                                     settings.control.vm_boot_s, head_type=settings.head_instance_type)
         # A real function cold start (seconds: interpreter, mxnet import under the CPU quota),
         # timed while Ray and Serve start rather than before.
         first_digits = next((v for v in sorted(accuracy) if v.startswith("digits-")), None)
@@ -135,7 +134,8 @@ def start(cfg: Config, settings: ServingConfig, out=sys.stdout, on_ray_started=N
     url = f"http://{settings.http_host}:{settings.http_port}"
     if catalog is not None:
         from serving.control_loop import ControlLoop
-        from serving.live_catalog import add_router_overhead, measure_router_latency_ms, set_function_cold_start
+        from serving.live_catalog import (add_router_overhead, add_vm_path_overhead, measure_router_latency_ms,
+                                          measure_vm_path_ms, set_function_cold_start)
 
         if cold_future is not None:  # first: its process must not share the CPU with the timing below
             try:
@@ -148,6 +148,11 @@ def start(cfg: Config, settings: ServingConfig, out=sys.stdout, on_ray_started=N
             catalog = add_router_overhead(catalog, measure_router_latency_ms(url, sorted(accuracy), catalog))
         except Exception as e:  # plan with the bare forward pass rather than not at all; say why
             log.warning("measuring the router overhead failed (%s: %s); the catalog has the forward pass only",
+                        type(e).__name__, e)
+        try:
+            catalog = add_vm_path_overhead(catalog, measure_vm_path_ms(sorted(accuracy), catalog, settings))
+        except Exception as e:  # plan procured VMs with the head's path rather than not at all; say why
+            log.warning("measuring a procured VM's path failed (%s: %s); its rows have the head's path",
                         type(e).__name__, e)
 
         try:

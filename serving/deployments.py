@@ -9,7 +9,9 @@ ingress) into one Serve application; the head's replicas of each variant run ins
 (`head_in_process`, the default: serving.local_models) or, with it off, as one ModelServer
 deployment per variant on the Ray head. `vm_app(variant, vm_id, replicas, settings)` is the
 Serve application the control loop deploys on a procured VM: the variant's ModelServer pinned
-to that Ray node through its vm-id custom resource.
+to that Ray node through its vm-id custom resource. `path_probe_app(settings)` is a short-lived
+`PathProbe` the daemon times at start (serving.live_catalog.measure_vm_path_ms): a procured VM's
+request path without the forward pass.
 """
 import asyncio
 import time
@@ -67,6 +69,31 @@ class ModelServer:
             out.append((probs[start:start + n], batch_ms, cold))
             start += n
         return out
+
+
+@serve.deployment
+class PathProbe:
+    """A ModelServer without a model: the same handle call, the same `@serve.batch` (size and wait
+    set per call to the variant's), and an answer of the variant's shape, so timing it from the
+    head gives what a procured VM's replica adds to a request beyond its forward pass (the tensor
+    to another process and back, Serve's routing, a lone request's batch wait)."""
+
+    async def infer(self, batch: np.ndarray, batch_size: int, wait_s: float,
+                    num_classes: int) -> tuple[np.ndarray, float, bool]:
+        self._infer_batch.set_max_batch_size(int(batch_size))
+        self._infer_batch.set_batch_wait_timeout_s(float(wait_s))
+        probs = await self._infer_batch(batch)
+        return np.zeros((len(probs), int(num_classes)), np.float32), 0.0, False
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
+    async def _infer_batch(self, batches: list[np.ndarray]) -> list[np.ndarray]:
+        return batches
+
+
+def path_probe_app(settings: ServingConfig):
+    """One PathProbe replica on the head (no CPU reserved: it computes nothing)."""
+    return PathProbe.options(name="path-probe", num_replicas=1, max_ongoing_requests=16,
+                             logging_config=_NO_ACCESS_LOG, ray_actor_options={"num_cpus": 0}).bind()
 
 
 def model_deployment(variant: str, settings: ServingConfig):

@@ -20,7 +20,15 @@ instance types, so at start the daemon writes a small catalog directory:
   variant (`measure_router_latency_ms`; ImageNet variants with fewer requests) and adds the median beyond the forward pass to the
   variant's VM and function rows (`add_router_overhead`): the simulator's service time is then
   what a client of this machine sees, not the bare forward pass; the spread around the median
-  goes to `vm_latency_jitter.csv` (the simulator can draw from it).
+  goes to `vm_latency_jitter.csv` (the simulator can draw from it);
+- a procured VM's path is longer than the head's in-process one: the router hands the tensor to
+  a replica on another Ray node through a Serve handle, where `@serve.batch` holds a lone request
+  for its wait. The daemon times that path without the forward pass (`measure_vm_path_ms`: a
+  `PathProbe` replica on the head, each variant's input and batching) and adds its median to the
+  procured types' rows (`add_vm_path_overhead`). The head keeps its own rows under
+  `<type>@head` (`head_catalog_type`), so when it is a standing VM of a procured type (the digits
+  app) its in-process capacity is not planned as if it took the VM path. Function rows keep the
+  head path's overhead (a live warm function call is faster than that; see docs/live.md).
 The simulator can be pointed at the same directory (bench/live_fidelity.py copies the daemon's,
 whose path /status shows as control.catalog_dir).
 """
@@ -41,6 +49,8 @@ _MEMORY_GRID_MB = (128, 256, 512, 1024, 1769, 3008)
 _BATCHES = (1, 2, 4, 8)
 _MODEL_HEADER = ["model", "top1_accuracy_pct", "top5_accuracy_pct", "param_mb", "memory_footprint_mb", "cold_start_ms",
                  "gflops_per_image", "source"]
+_VM_HEADER = ["model", "instance_type", "batch_size", "latency_ms", "max_concurrent_batches",
+              "measured_concurrent_batches", "source"]
 # A digits variant's forward pass: an 8x8 input through small dense layers, well under a MFLOP
 # (2 FLOPs a multiply-add); a figure for the catalog's check against the hardware, not a plan input.
 _DIGITS_GFLOPS = 0.001
@@ -103,22 +113,36 @@ def measure_function_cold(variant: str, memory_mb: int) -> tuple[float, float]:
         fp.close()
 
 
+HEAD_SUFFIX = "@head"
+
+
+def head_catalog_type(head_type: str | None) -> str | None:
+    """The live catalog's name for the head's rows (see the module docstring)."""
+    return f"{head_type}{HEAD_SUFFIX}" if head_type else None
+
+
 def build_live_catalog(base_dir: str, out_dir: str, variants: list[str], accuracy: dict[str, float],
                        instance_types: list[str], boot_s: float | None = None,
-                       measure=measure_variant, function_cold=None, container_init_ms: float = 0.0) -> Catalog:
+                       measure=measure_variant, function_cold=None, container_init_ms: float = 0.0,
+                       head_type: str | None = None) -> Catalog:
     """Write the live catalog for `variants` under `out_dir` and load it. function_cold: variant ->
     (cold, warm) ms of a real function call (measure_function_cold), measured once (the runtime
     import dominates, the same for every digits variant; see set_function_cold_start); None: the
-    in-process load time."""
+    in-process load time. `head_type`: the head's instance type, whose rows are copied under
+    head_catalog_type(head_type) for the head's standing VM."""
     os.makedirs(out_dir, exist_ok=True)
-    it_rows = [r for r in _read(base_dir, "instance_types.csv") if r["instance_type"] in instance_types]
-    missing = sorted(set(instance_types) - {r["instance_type"] for r in it_rows})
+    wanted = list(dict.fromkeys(list(instance_types) + ([head_type] if head_type else [])))
+    it_rows = [r for r in _read(base_dir, "instance_types.csv") if r["instance_type"] in wanted]
+    missing = sorted(set(wanted) - {r["instance_type"] for r in it_rows})
     if missing:
         raise ValueError(f"serving.control.instance_types: {missing} not in {base_dir}/instance_types.csv")
     if boot_s is not None:
         for r in it_rows:
             r["boot_s_mean"], r["boot_s_std"] = str(boot_s), "0"
     vcpu = {r["instance_type"]: int(r["vcpu"]) for r in it_rows}
+    if head_type:  # its rows are copied below, once every type's are in
+        it_rows.append(dict(next(r for r in it_rows if r["instance_type"] == head_type),
+                            instance_type=head_catalog_type(head_type)))
 
     measured = {name: _read(_MEASURED_DIR, name) for name in ("models.csv", "vm_latency.csv", "function_latency.csv")}
     base = {name: _read(base_dir, name) for name in ("models.csv", "vm_latency.csv", "function_latency.csv")}
@@ -155,11 +179,13 @@ def build_live_catalog(base_dir: str, out_dir: str, variants: list[str], accurac
         models.append(row)
         vm_rows += [r for r in rows_for("vm_latency.csv", v) if r["instance_type"] in vcpu]
         fn_rows += rows_for("function_latency.csv", v)
+    if head_type:
+        vm_rows += [dict(r, instance_type=head_catalog_type(head_type)) for r in vm_rows
+                    if r["instance_type"] == head_type]
     _write(out_dir, "instance_types.csv", ["instance_type", "vcpu", "memory_mb", "on_demand_usd_per_h",
                                            "spot_usd_per_h", "boot_s_mean", "boot_s_std"], it_rows)
     _write(out_dir, "models.csv", _MODEL_HEADER, models)
-    _write(out_dir, "vm_latency.csv", ["model", "instance_type", "batch_size", "latency_ms", "max_concurrent_batches",
-                                       "measured_concurrent_batches", "source"], vm_rows)
+    _write(out_dir, "vm_latency.csv", _VM_HEADER, vm_rows)
     _write(out_dir, "function_latency.csv", ["model", "memory_mb", "batch_size", "latency_ms", "source"], fn_rows)
     digits = [v for v in variants if v.startswith("digits-")]
     if function_cold is None or not digits:
@@ -234,8 +260,7 @@ def add_router_overhead(catalog: Catalog, samples_ms: dict[str, list[float]]) ->
         median = float(np.median(times))
         overhead[v] = max(0.0, median - forward_ms)
         jitter += [{"model": v, "deviation_ms": round(t - median, 3)} for t in times]
-    for name, header in (("vm_latency.csv", ["model", "instance_type", "batch_size", "latency_ms",
-                                             "max_concurrent_batches", "measured_concurrent_batches", "source"]),
+    for name, header in (("vm_latency.csv", _VM_HEADER),
                          ("function_latency.csv", ["model", "memory_mb", "batch_size", "latency_ms", "source"])):
         rows = _read(catalog.directory, name)
         for r in rows:
@@ -245,6 +270,48 @@ def add_router_overhead(catalog: Catalog, samples_ms: dict[str, list[float]]) ->
                 r["source"] += f"; + {extra:.1f} ms proxy and router (measured at start)"
         _write(catalog.directory, name, header, rows)
     _write(catalog.directory, JITTER_FILE, ["model", "deviation_ms"], jitter)
+    return Catalog(catalog.directory)
+
+
+def measure_vm_path_ms(variants: list[str], catalog: Catalog, settings, requests: int = 20,
+                       warmup: int = 3, timeout_s: float = 30.0) -> dict[str, list[float]]:
+    """Per variant: the times of one-sample calls from the head to a `PathProbe` replica (a
+    procured VM's path without its forward pass), sent one at a time after `warmup`. Deploys the
+    probe as its own Serve application and deletes it after. Needs Serve running."""
+    from ray import serve
+
+    from serving.deployments import path_probe_app
+    from serving.runtimes import spec_of
+
+    todo = [v for v in variants if v in catalog.model_index]
+    out: dict[str, list[float]] = {v: [] for v in todo}
+    handle = serve.run(path_probe_app(settings), name="path-probe", route_prefix=None)
+    try:
+        for v in todo:
+            spec, opts = spec_of(v), settings.options_for(v)
+            x = np.zeros((1,) + tuple(spec.input_shape), np.float32)
+            for i in range(warmup + requests):
+                t = time.perf_counter()
+                handle.infer.remote(x, opts.max_batch_size, opts.batch_wait_timeout_s,
+                                    spec.num_classes).result(timeout_s=timeout_s)
+                if i >= warmup:
+                    out[v].append((time.perf_counter() - t) * 1000.0)
+    finally:
+        serve.delete("path-probe")
+    return out
+
+
+def add_vm_path_overhead(catalog: Catalog, samples_ms: dict[str, list[float]]) -> Catalog:
+    """Per variant, add the median of `samples_ms` (measure_vm_path_ms) to its VM latency rows of
+    every instance type but the head's (head_catalog_type), in place. Returns the catalog reloaded."""
+    extra = {v: float(np.median(t)) for v, t in samples_ms.items() if t}
+    rows = _read(catalog.directory, "vm_latency.csv")
+    for r in rows:
+        add = extra.get(r["model"])
+        if add and not r["instance_type"].endswith(HEAD_SUFFIX):
+            r["latency_ms"] = round(float(r["latency_ms"]) + add, 3)
+            r["source"] += f"; + {add:.1f} ms a procured VM's path (measured at start)"
+    _write(catalog.directory, "vm_latency.csv", _VM_HEADER, rows)
     return Catalog(catalog.directory)
 
 

@@ -3,6 +3,7 @@ as a standing VM it bills; `hybridserve loadgen` replays a slice over REST and o
 form); a burst makes it buy a VM that joins as a Ray node and serves, then drains and releases
 it (slow)."""
 import asyncio
+import csv
 import os
 import re
 import subprocess
@@ -33,10 +34,18 @@ def test_loop_ticks_and_exports_its_state(live):
     assert c["tick"]["last_duration_s"] < 5 and set(c["cost_usd"]) == {"vm", "function", "total", "startup_function"}
     assert "digits" in c["forecast"] and isinstance(c["fleet"], list)
     # The head (serving.head_instance_type, default local.small) is a standing VM, billed from start.
+    # Its rows are the head's own (local.small@head): procured local.small VMs take a longer path,
+    # measured at start through a probe replica and added to their rows only.
     (head,) = c["standing"]
-    assert head["instance_type"] == "local.small" and set(head["models"]) == {"digits-small", "digits-medium",
-                                                                                 "digits-large"}
+    assert head["instance_type"] == "local.small@head" and set(head["models"]) == {"digits-small", "digits-medium",
+                                                                                      "digits-large"}
     assert c["cost_usd"]["vm"] > 0 and os.path.isdir(c["catalog_dir"])
+    with open(os.path.join(c["catalog_dir"], "vm_latency.csv")) as fh:
+        rows = [r for r in csv.DictReader(fh) if r["model"] == "digits-small" and r["batch_size"] == "1"]
+    by_type = {r["instance_type"]: r for r in rows}
+    assert "a procured VM's path" in by_type["local.small"]["source"]
+    assert "a procured VM's path" not in by_type["local.small@head"]["source"]
+    assert float(by_type["local.small"]["latency_ms"]) > float(by_type["local.small@head"]["latency_ms"])
     status, _, body = live.request("GET", "/metrics")
     for name in (b"hybridserve_control_ticks", b"hybridserve_control_tick_seconds", b"hybridserve_cost_usd",
                  b"hybridserve_forecast_requests_per_second", b"hybridserve_control_last_good_tick_timestamp_seconds"):

@@ -1,5 +1,6 @@
 """Standing VMs in the simulator (the live head): seen by the policy as ready capacity of every
 model they serve, billed once from t = 0, never terminated; off by default."""
+import numpy as np
 import pytest
 
 from controller.catalog import CatalogError
@@ -117,3 +118,18 @@ def test_a_standing_vm_is_counted_once_across_its_models(config, catalog):
             if (p := catalog.vm_profile(m, "c5.xlarge")) is not None}
     assert sum(p.mu_per_s / full[p.model] for p in sim.vm_pools if p.model in full) == pytest.approx(1.0)
     assert sim.served_on_standing == pytest.approx(sim.result.served_vm)  # the only VM
+
+
+def test_hybrid_covers_demand_with_a_standing_vm_of_a_type_it_may_not_buy(config, catalog):
+    # The live head has its own rows (`<type>@head`): a type outside vms.instance_types. Serving one
+    # model (share 1) it is still capacity hybrid covers demand with, not an incumbent of its mix.
+    best = max(catalog.models, key=lambda m: m.top1_accuracy)  # the only variant meeting the floor
+    model = best.name
+    app = config.apps[0].model_copy(update={"min_accuracy": best.top1_accuracy, "slo_ms": 5000.0, "share": 1.0})
+    cfg = config.model_copy(update={"apps": [app],
+                                    "vms": config.vms.model_copy(update={"instance_types": ["c5.large"]})})
+    cfg = cfg.model_copy(update={"simulator": cfg.simulator.model_copy(
+        update={"standing_vms": [StandingVmConfig(instance_type="c5.4xlarge", models=[model])]})})
+    r = Simulation(cfg, catalog, np.full(300, 20), "hybrid").run()  # 20 req/s: well within its capacity
+    assert r.served_vm > 0.9 * r.requests
+    assert r.vm_usd == pytest.approx(catalog.instance_type("c5.4xlarge").on_demand_usd_per_h * 300 / 3600)

@@ -3,7 +3,8 @@ the policy and the simulator plan with (measurements injected: no model, no serv
 import pytest
 
 from controller.config import load_config
-from serving.live_catalog import add_router_overhead, build_live_catalog, read_latency_jitter_ms
+from serving.live_catalog import (add_router_overhead, add_vm_path_overhead, build_live_catalog, head_catalog_type,
+                                  read_latency_jitter_ms)
 
 MODELS = ["digits-large", "digits-small"]
 ACC = {"digits-large": 0.98, "digits-small": 0.9}
@@ -48,3 +49,21 @@ def test_router_overhead_is_added_to_the_variant_rows_only(tmp_path):
     assert cat.function_profile("digits-small").latency_ms(1769) == pytest.approx(1.0 + 12.5)
     assert cat.function_profile("digits-large").latency_ms(1769) == pytest.approx(before_fn)
     assert read_latency_jitter_ms(cat.directory) == [-1.5, 0.0, 0.5, 0.0, 26.5]
+
+
+def test_the_head_gets_its_own_rows_and_only_procured_types_the_vm_path(tmp_path):
+    cat = _build(tmp_path, head_type="local.small")
+    head = head_catalog_type("local.small")
+    assert set(cat.instance_types) == {"local.small", "local.medium", head}
+    assert cat.instance_type(head).on_demand_usd_per_h == cat.instance_type("local.small").on_demand_usd_per_h
+    assert cat.vm_profile("digits-small", head).latency_at(4) == pytest.approx(1.5)
+    cat = add_vm_path_overhead(cat, {"digits-small": [7.0, 9.0, 30.0]})  # median 9
+    assert cat.vm_profile("digits-small", "local.small").latency_at(1) == pytest.approx(1.0 + 9.0)
+    assert cat.vm_profile("digits-small", "local.medium").latency_at(8) == pytest.approx(2.0 + 9.0)
+    assert cat.vm_profile("digits-small", head).latency_at(1) == pytest.approx(1.0)
+    assert cat.vm_profile("digits-large", "local.small").latency_at(1) == pytest.approx(1.0)
+    assert cat.function_profile("digits-small").latency_ms(1769) == pytest.approx(1.0)
+
+
+def test_without_a_head_type_no_head_rows(tmp_path):
+    assert set(_build(tmp_path).instance_types) == {"local.small", "local.medium"}
