@@ -297,7 +297,7 @@ class Simulation:
                     if p.backlog > 0.0:
                         p.serve(_EMPTY, 0.0)
                 for j in self._fn_deployed:
-                    self.fn_pools[j].serve(s, _EMPTY, limit)
+                    self.fn_pools[j].idle(s)
                 self._obs_model_rows.append(model_row)
                 self._obs_class_rows.append(class_row)
                 continue
@@ -344,7 +344,7 @@ class Simulation:
                     res.cold_starts += int(cold.sum())
                     res.function_usd += float(c_usd.sum())
                 elif fpool.deployed:
-                    fpool.serve(s, _EMPTY, limit)
+                    fpool.idle(s)
                 model_row[j] = len(idx)
                 res.model_requests[j] += len(idx)
                 st = self._obs_stats[j]
@@ -358,7 +358,7 @@ class Simulation:
                     p.serve(_EMPTY, 0.0)
             for j in self._fn_deployed:  # idle functions age towards reclaim
                 if j not in used_set:
-                    self.fn_pools[j].serve(s, _EMPTY, limit)
+                    self.fn_pools[j].idle(s)
             served = backend < 2
             slo = self.slo_ms[cls] if K > 1 else self.slo_ms[0]
             met = served & (lat <= slo)

@@ -45,6 +45,7 @@ class FunctionPool:
         self.wait_ms = 0.0
         self.duration_ms = math.inf
         self._exec_ms = np.array([math.inf])  # exec_ms[b] for batches of b = 1..batch_size
+        self._charge_pair = None  # $ of a warm and a cold batch-1 call (unpartitioned), once per configure
         self._carry_end_s = np.empty(0)  # end offsets (relative to the next second) still running
         self._peaks: collections.deque = collections.deque()  # (second, peak) decreasing peaks
         self.alive = 0
@@ -64,6 +65,7 @@ class FunctionPool:
         at most `wait_ms`, never past what their SLO allows), or the partition chain; returns
         the $ of initialising new warm instances."""
         self.memory_mb = int(memory_mb)
+        self._charge_pair = None
         self.duration_ms = self._profile.latency_ms(memory_mb) if self._profile else math.inf
         self._chain = partition_plan
         model_cold_ms = self._catalog.model(self.model).cold_start_ms
@@ -134,15 +136,12 @@ class FunctionPool:
         """Run invocations starting at `offsets_s` (each `exec_ms`, default the batch-1
         duration). Returns (ok mask, latency_ms of ok, cold mask of ok, cost_usd of ok)."""
         n = len(offsets_s)
+        if n == 0:
+            self.idle(second)
+            return _NONE_OK, _NONE, _NONE_OK, _NONE
         # Concurrency counts a call busy for its (longest) execution time.
         d_s = (self.duration_ms if exec_ms is None else float(np.max(exec_ms, initial=0.0))) / 1000.0
         carry = self._carry_end_s
-        if n == 0:
-            # An idle second changes nothing while nothing runs and only the warm pool lives.
-            if carry.size or self.alive > self.warm_pool:
-                # Busy at this second's start; ends are kept relative to the next second.
-                self._advance(second, int(np.count_nonzero(carry > 0.0)), carry - 1.0)
-            return _NONE_OK, _NONE, _NONE_OK, _NONE
         # In flight at arrival i: earlier arrivals of this second still running, plus carry-over.
         earlier = np.arange(n) - np.searchsorted(offsets_s, offsets_s - d_s, side="right")
         if carry.size:
@@ -153,8 +152,14 @@ class FunctionPool:
         cold = (level > prev_max) & ok
         dur = self.duration_ms if exec_ms is None else exec_ms
         lat_ms = self._fp.invoke_overhead_ms + dur + self._cold_ms * cold
-        billed_ms = dur + (self._cold_ms * cold if self._fp.bill_init else 0.0)
-        cost = function_charge_usd(billed_ms, self.memory_mb, self._fp)
+        if self._chain is None and exec_ms is None:
+            # Two possible bills (warm, cold): the same arithmetic as below, done once per configure.
+            if self._charge_pair is None:
+                self._charge_pair = self._charges(dur, np.array([False, True]))
+            pair = self._charge_pair
+            cost = pair if np.ndim(pair) == 0 else np.where(cold, pair[1], pair[0])
+        else:
+            cost = self._charges(dur, cold)
         if self._chain is not None:  # every hop billed at its own memory, store requests included
             cold_usd = chain_cold_charge_usd(self._chain, self._fp, self._catalog.model(self.model).cold_start_ms)
             cost = self._chain.cost_usd + cold_usd * cold
@@ -168,6 +173,27 @@ class FunctionPool:
         self.cold_starts += c
         self.duration_sum_ms += float(lat_ms[ok].sum())
         return ok, lat_ms[ok], cold[ok], cost[ok] if np.ndim(cost) else np.full(k, cost)
+
+    def _charges(self, dur, cold):
+        billed_ms = dur + (self._cold_ms * cold if self._fp.bill_init else 0.0)
+        return function_charge_usd(billed_ms, self.memory_mb, self._fp)
+
+    def idle(self, second: int) -> None:
+        """A second without arrivals. Nothing changes while nothing runs and only the warm pool
+        lives; with nothing carried over it is `_advance(second, 0, empty)` in plain Python (a
+        sparse trace's deployed-but-unused pools pass here every second)."""
+        carry = self._carry_end_s
+        if carry.size:  # busy at this second's start; ends are kept relative to the next second
+            self._advance(second, int(np.count_nonzero(carry > 0.0)), carry - 1.0)
+        elif self.alive > self.warm_pool:
+            dq = self._peaks
+            while dq and dq[-1][1] <= 0:
+                dq.pop()
+            dq.append((second, 0))
+            horizon = second - self._fp.keep_alive_s
+            while dq and dq[0][0] <= horizon:
+                dq.popleft()
+            self.alive = max(self.warm_pool, dq[0][1] if dq else 0)
 
     def _advance(self, second: int, peak: int, carry: np.ndarray) -> None:
         carry = carry[carry > 0.0]

@@ -29,7 +29,8 @@ class FunctionTier:
 
     @property
     def alive(self) -> int:
-        return sum(p.alive for p in self.pools)
+        pools = self.pools
+        return pools[0].alive if len(pools) == 1 else sum(p.alive for p in pools)
 
     @property
     def warm_pool(self) -> int:
@@ -53,6 +54,11 @@ class FunctionTier:
         self.bands = [(c.rate_lo_per_s, c.rate_hi_per_s) for c in configs]
         return sum(p.configure(c.memory_mb, c.warm_pool, c.batch_size, c.wait_ms, c.partition_plan)
                    for p, c in zip(self.pools, configs))
+
+    def idle(self, second: int) -> None:
+        """A second without requests for this model: `serve` of none (no draw is made then)."""
+        for p in self.pools:
+            p.idle(second)
 
     def serve(self, second: int, offsets_s: np.ndarray, limit: int, slo_ms=None):
         if len(self.pools) == 1:
