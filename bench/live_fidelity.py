@@ -385,24 +385,20 @@ def promtool_report(out: dict) -> str:
 
 
 READING = (
-    "**Reading (runs of 2026-12-03, quiet machine).** The mechanisms fire on both sides in both slices: one "
-    "local.small VM launched and serving 26 s after its launch, functions with their cold starts (3-4 live, 3 "
-    "simulated), the selector on mobilenet (99.6 % live, 100 % simulated), shares by target within 5 points. "
-    "Met: SLO violations (0.11 and 0.17 pp), cost (3 % and 10 %), p95 in the first slice (2 %). Missed: p95 in "
-    "the second slice (26 % here, 22 % and 19 % in two other runs). Where it comes from (per-request records, "
-    "`--records-dir`): the procured VM's own tail, not the functions: live VM requests take 63 ms at the median "
-    "in every quiet 10 s (p95 72-81 ms), where the daemon's catalog says 45 ms (a 16 ms forward pass plus the "
-    "proxy and router hops measured at start through the head's in-process replica); a VM's path adds a Ray "
-    "node hop (the 602 KB tensor to another node's replica and back) that the start-up calibration cannot "
-    "measure because no VM exists then, and the second slice's 17 req/s burst at 170 s queues live to a p95 of "
-    "172 ms on that slower path. The same calibration errs the other way on functions: their rows get the "
-    "head path's overhead too, so a simulated warm function call takes ~75 ms where a live one takes 47 ms "
-    "(live function p95 rises with cold starts and throttled spills). The next step is to calibrate each path "
-    "where it is used: the VM path when the first VM serves, the function path at the first warm call. Before "
-    "the control loop's start drain (`serving/control_loop.py`), the live policy bought its VM about two "
-    "minutes late (found with the decision log: its first observation held idle seconds and the daemon's 38 "
-    "calibration requests, so its forecast's first bucket was half idle) and functions served 55-63 % of the "
-    "requests live against 11-14 % simulated.")
+    "**Reading (runs of 2026-12-04, quiet machine, load average 0.0 before).** The mechanisms fire on both "
+    "sides in both slices: one local.small VM launched and serving 24 s after its launch, functions with their "
+    "cold starts (3 live, 3 simulated), the selector on mobilenet (99.6 % live, 100 % simulated). Met on both "
+    "slices: SLO violations (0.00 pp), cost (10 % and 1 %), p95 (11 % and 14 %). The VM path is now timed at "
+    "start on a probe replica on a Ray worker node (`serving/live_catalog.py`, `measure_vm_path_ms`) and added to "
+    "procured types' rows: VM p95 agrees within 8 % and 13 %, where before it it missed by 22-26 %. Shares: "
+    "within 2 points in the second slice; in the first the live policy bought its VM 30 trace seconds (six "
+    "ticks) before the simulated one (decision log: near-identical arrivals, but the live selector explored "
+    "squeezenet and resnet18 on a few requests and its functions reported their measured 17-19 ms compute where "
+    "the simulator's report the catalog row), so live VMs served 89 % against 62 % simulated and the VM-$ gap "
+    "is 30 %, offset in the total by the functions'. In an earlier run on a busy machine (other jobs on both "
+    "cores) the first slice's p95 missed (27 %): the live figures, not the simulated, move with the load. Known "
+    "gap: function rows still carry the head path's overhead (a simulated warm call ~63 ms, a live one's compute "
+    "17-19 ms plus its invoke hop), so simulated function latencies are pessimistic.")
 
 
 NOTES = (
