@@ -27,11 +27,13 @@ on x_k loses nothing: more than ceil(D/(u c)) VMs of one option already cover th
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
+from procurement.cover_solver import solve_cover
 from procurement.planner_types import MixEntry, VmKey, VmMix, VmOption
 
 
@@ -118,15 +120,15 @@ def plan_vm_mix(demand_per_s: Mapping[str, float], slo_ms: Mapping[str, float], 
         need[m] = demand_per_s[m] / target_utilization
     if not options:
         return _mix([], [], catalog, target_utilization, tuple(uncovered), "empty")
-    if max_instances is None and len(need) > 1:
+    if max_instances is None:
         # Without a fleet cap nothing couples the models (each row and each penalty column is one
-        # model's), so one small MILP per model is the same optimum, and far quicker for HiGHS
-        # than one MILP whose branch and bound must close the gap of every model at once.
+        # model's), so each model's problem is solved alone: the same optimum, by an exact
+        # search of well under a millisecond (cover_solver), HiGHS when that search runs long.
         x, statuses = np.zeros(len(options), dtype=int), set()
         for m in need:
             idx = [i for i, o in enumerate(options) if o.model == m]
-            xm, st = _solve([options[i] for i in idx], {m: need[m]}, allow_spot, spot_max_share, None,
-                            incumbent, launch_penalty_usd_per_h, time_limit_s, launch_penalty_frac)
+            xm, st = _solve_one([options[i] for i in idx], need[m], allow_spot, spot_max_share, incumbent,
+                                launch_penalty_usd_per_h, time_limit_s, launch_penalty_frac)
             x[idx] = xm
             statuses.add(st)
         status = "optimal" if statuses == {"optimal"} else "; ".join(sorted(statuses))
@@ -151,6 +153,29 @@ def _undominated(opts: list[VmOption]) -> list[VmOption]:
         if not dominated:
             keep.append(o)
     return keep
+
+
+# Above this many counts in all (the sum of x_k's upper bounds) the search's median passes HiGHS's
+# ~15-25 ms per model (bench/planner_tick.py: 0.4 ms below 50, 6 ms at 100-200, 10-20 ms at 200-400,
+# 30 ms at 400-800).
+SEARCH_MAX_COUNTS = 400
+
+
+def _solve_one(options, need, allow_spot, spot_max_share, incumbent, penalty, time_limit_s, penalty_frac):
+    """One model's mix: `cover_solver`'s exact search while the counts it ranges over are few, the
+    MILP for a larger fleet or when the search gives up."""
+    upper = [math.ceil(need / o.capacity_per_s - 1e-9) for o in options]
+    if sum(upper) <= SEARCH_MAX_COUNTS:
+        inc = [incumbent.get(o.key, 0) for o in options]
+        pen = penalty > 0 or penalty_frac > 0
+        per_vm = [(penalty + penalty_frac * o.price_usd_per_h) if pen and any(inc) else 0.0 for o in options]
+        x = solve_cover([o.capacity_per_s for o in options], [o.price_usd_per_h for o in options],
+                        [not o.spot for o in options], inc, per_vm, need,
+                        (1 - spot_max_share) * need if allow_spot and spot_max_share < 1 else 0.0, upper)
+        if x is not None:
+            return np.array(x, dtype=int), "optimal"
+    return _solve(options, {options[0].model: need}, allow_spot, spot_max_share, None, incumbent,
+                  penalty, time_limit_s, penalty_frac)
 
 
 def _solve(options, need, allow_spot, spot_max_share, max_instances, incumbent, penalty, time_limit_s,
