@@ -35,8 +35,8 @@ _COST_RTOL = 1e-12
 def solve_cover(cap: list[float], price: list[float], on_demand: list[bool], inc: list[int],
                 penalty: list[float], need: float, need_on_demand: float, upper: list[int], *,
                 max_nodes: int = 20000) -> list[int] | None:
-    """Counts per option of the cheapest cover (see the module docstring), [] entries in the
-    caller's order; None when the search was cut at `max_nodes` or no cover exists."""
+    """Counts per option of the cheapest cover (see the module docstring), in the caller's
+    order; None when the search was cut at `max_nodes` or no cover exists."""
     n = len(cap)
     order = sorted(range(n), key=lambda k: (price[k] / cap[k], -cap[k], k))
     c = [cap[k] for k in order]
@@ -92,20 +92,18 @@ def solve_cover(cap: list[float], price: list[float], on_demand: list[bool], inc
                 return math.inf
         return cost
 
-    best = [math.inf]
-    best_x: list[int] | None = None
+    best, best_x, nodes = math.inf, None, 0
     x = [0] * n
-    nodes = [0]
 
     def dfs(d: int, cost: float, t: float, r: float) -> bool:
         """False when the node budget ran out."""
-        nonlocal best_x
-        nodes[0] += 1
-        if nodes[0] > max_nodes:
+        nonlocal best, best_x, nodes
+        nodes += 1
+        if nodes > max_nodes:
             return False
         if t <= 0.0 and r <= 0.0:  # covered: the rest stay at zero
-            if cost < best[0] * (1.0 - _COST_RTOL):
-                best[0] = cost
+            if cost < best * (1.0 - _COST_RTOL):
+                best = cost
                 best_x = x[:d] + [0] * (n - d)
             return True
         if d == n:
@@ -118,7 +116,7 @@ def solve_cover(cap: list[float], price: list[float], on_demand: list[bool], inc
             nc = cost + pk * k + qk * max(0, k - rk)
             nt, nr = t - ck * k, (r - ck * k) if ok else r
             bound = nc + lp_bound(d + 1, nt, nr)
-            if bound >= best[0] * (1.0 - _COST_RTOL):
+            if bound >= best * (1.0 - _COST_RTOL):
                 # The bound is convex in k (an LP's value is convex in its right-hand side, the
                 # cost piecewise linear and convex): once it rises past the best, so do all
                 # smaller counts.
