@@ -26,13 +26,19 @@ import math
 
 import numpy as np
 from pydantic import Field, model_validator
-from sklearn.ensemble import GradientBoostingRegressor
 
 from procurement.forecast import features as F
 from procurement.forecast.base import CalibratedParams, Forecast, ResidualCalibrator, num_horizon_buckets
 from procurement.forecast.history import BucketHistory
 
 MODEL_KEYS = ("upper", "peak", "mean")
+
+
+def _regressor_class():
+    # Imported on first fit, not at module import: scikit-learn costs ~1.4 s to import, which
+    # every `hybridserve simulate` would pay though most forecasters never fit a tree.
+    from sklearn.ensemble import GradientBoostingRegressor
+    return GradientBoostingRegressor
 
 
 class GbmParams(CalibratedParams):
@@ -65,7 +71,7 @@ class _TrainingJob:
         for key in MODEL_KEYS:
             loss = dict(loss="squared_error") if key == "mean" else dict(
                 loss="quantile", alpha=p.quantile if key == "upper" else 0.5)
-            self.models[key] = GradientBoostingRegressor(
+            self.models[key] = _regressor_class()(
                 n_estimators=0, learning_rate=p.learning_rate, max_depth=p.max_depth,
                 min_samples_leaf=p.min_samples_leaf, warm_start=True, random_state=p.seed, **loss)
 
@@ -94,7 +100,7 @@ class GbmQuantile:
         self.params = params
         self.history = BucketHistory(params.bucket_s, max(1, math.ceil(params.history_s / params.bucket_s)))
         self.season_b = max(2, round(params.season_s / params.bucket_s))
-        self._models: dict[str, GradientBoostingRegressor] | None = None
+        self._models: dict | None = None
         self._models_num_h: int | None = None
         self._job: _TrainingJob | None = None
         self._job_s = -math.inf  # when the last training job started
