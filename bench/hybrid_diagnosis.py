@@ -32,7 +32,7 @@ from bench.burst_traces import SHAPES, make_trace  # noqa: E402
 from controller.catalog import load_catalog  # noqa: E402
 from controller.config import load_config  # noqa: E402
 from controller.sim.engine import Simulation  # noqa: E402
-from controller.sim.trace import TraceError, load_trace, prepare  # noqa: E402
+from controller.trace import TraceError, load_trace, prepare  # noqa: E402
 
 BUCKET_S = 10
 # Each rung adds one change to the one before (policy kwargs; see procurement/hybrid.py). The

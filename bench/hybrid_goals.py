@@ -27,7 +27,7 @@ from bench.hybrid_diagnosis import trace_counts  # noqa: E402
 from controller.catalog import load_catalog  # noqa: E402
 from controller.config import load_config  # noqa: E402
 from controller.sim.engine import Simulation  # noqa: E402
-from controller.sim.trace import TraceError  # noqa: E402
+from controller.trace import TraceError  # noqa: E402
 
 POLICIES = ("oracle", "hybrid", "mark", "vm-reactive")
 CACHE = os.path.join(ROOT, "out", "bench", "goals")

@@ -172,7 +172,7 @@ def run_slice(app: str, start_s: int, duration_s: int, rate_scale: float, speedu
     """One slice live, then simulated on the daemon's catalog; prints the live / sim / events lines.
     With `records_dir`, the live requests and both sides' decision logs are kept there."""
     from controller.decision_log import ENV as DECISION_LOG
-    from controller.sim.trace import load_trace, prepare
+    from controller.trace import load_trace, prepare
     from serving.loadgen import run_load, schedule
 
     name, config, slo_ms, payload = APPS[app]

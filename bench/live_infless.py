@@ -195,7 +195,7 @@ def main() -> int:
     if args.short:
         args.warmup_s = min(args.warmup_s, 12.0)
     os.environ.setdefault("HYBRIDSERVE_CACHE", os.path.join(tempfile.gettempdir(), "hybridserve-test-cache"))
-    from controller.sim.trace import load_trace, prepare
+    from controller.trace import load_trace, prepare
     from serving.loadgen import schedule
 
     counts = prepare(load_trace("wits"), args.start_s, args.duration_s, args.rate_scale, args.speedup)

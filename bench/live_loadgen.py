@@ -28,7 +28,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_slice_args(ap)
     args = slice_args(ap)
-    from controller.sim.trace import load_trace, prepare
+    from controller.trace import load_trace, prepare
     from serving.loadgen import run_load, schedule
 
     counts = prepare(load_trace("wits"), args.start_s, args.duration_s, args.rate_scale, args.speedup)

@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     base = {m: float(rng.uniform(20, 400)) for m in models}
     trace_rate = None
     if args.trace:
-        from controller.sim.trace import load_trace
+        from controller.trace import load_trace
         tr = load_trace(args.trace)[args.start_s:args.start_s + 10 * args.ticks].astype(float)
         trace_rate = tr[:len(tr) // 10 * 10].reshape(-1, 10).mean(axis=1) * args.rate_scale
         shares = dict(zip(models, rng.dirichlet(np.ones(len(models)))))

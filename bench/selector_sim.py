@@ -17,7 +17,7 @@ from bench._report import ROOT, write_section  # noqa: E402
 from controller.catalog import load_catalog  # noqa: E402
 from controller.config import load_config  # noqa: E402
 from controller.sim.engine import Simulation  # noqa: E402
-from controller.sim.trace import load_trace, prepare  # noqa: E402
+from controller.trace import load_trace, prepare  # noqa: E402
 from procurement.hybrid import FIXED_SELECTORS  # noqa: E402
 from selector import SELECTORS  # noqa: E402
 

@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     from controller.catalog import CatalogError
     from controller.config import ConfigError
     from controller.core import PolicyError
-    from controller.sim.trace import TraceError
+    from controller.trace import TraceError
     from selector import NoFeasibleModel
 
     args = build_parser().parse_args(argv)

@@ -91,7 +91,7 @@ class VmView:
     launched_s: float
     spot: bool = False
     # The fraction of this VM's capacity that serves `model`: 1 for a procured VM; below 1 for a
-    # standing VM shared by several variants (the live head, controller/sim/standing.py), so
+    # standing VM shared by several variants (the live head, controller/standing.py), so
     # its capacity is counted once across them.
     share: float = 1.0
 

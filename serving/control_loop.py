@@ -49,7 +49,7 @@ from controller.core import (FunctionView, ModelStats, Observation, PolicyContex
                              make_policy)
 from controller.decision_log import DecisionLog
 from controller.ledger import Ledger, vm_charge_usd
-from controller.sim.standing import is_standing, standing_vm
+from controller.standing import is_standing, standing_vm
 from procurement.providers.guards import Guard
 from serving.control_router import PlanToRouter
 from serving.live_catalog import head_catalog_type

@@ -322,7 +322,7 @@ def _check_grpc(target: str, timeout_s: float = 10.0) -> None:
 
 
 def loadgen_from_args(args) -> int:
-    from controller.sim.trace import TraceError, load_trace, prepare
+    from controller.trace import TraceError, load_trace, prepare
 
     for flag in ("speedup", "rate_scale"):
         if getattr(args, flag) <= 0:

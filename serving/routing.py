@@ -3,7 +3,7 @@ what proportion, at what batch size, and when a request spills to its function i
 
 Pure (no Ray, no clock). The control loop builds a `VariantRoute` per variant from the Plan's
 `Route` (batch size, `max_vm_wait_ms`, spill on or off) and the targets serving it now: the
-head (its share of its capacity, controller/sim/standing.py) and every procured VM whose Serve
+head (its share of its capacity, controller/standing.py) and every procured VM whose Serve
 app runs the variant. A target's weight is its planned capacity at the planned batch size, what
 the simulator's VM pool (controller/sim/vm_pool.py) drains at: `n x capacity_per_s(b)` with `b`
 the route's batch capped at the profile's largest.

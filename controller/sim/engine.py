@@ -28,8 +28,8 @@ from controller.decision_log import DecisionLog
 from controller.ledger import vm_charge_usd
 from controller.sim.function_tier import FunctionTier
 from controller.sim.results import RunResult, hist_index
-from controller.sim.standing import capacity_per_s as standing_capacity_per_s
-from controller.sim.standing import is_standing, standing_vm
+from controller.standing import capacity_per_s as standing_capacity_per_s
+from controller.standing import is_standing, standing_vm
 from controller.sim.vm_pool import VmPool
 from procurement.providers.fake import FakeVmProvider, FaultHooks
 from procurement.providers.guards import Guard

@@ -11,7 +11,7 @@ from controller.core import PolicyContext, PolicyError, make_policy
 from controller.sim.engine import Simulation, query_classes
 from controller.sim.lower_bound import lower_bound_usd
 from controller.sim.report import format_table, rows, write_csv, write_plots
-from controller.sim.trace import load_trace, prepare
+from controller.trace import load_trace, prepare
 
 
 @dataclass

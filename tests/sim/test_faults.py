@@ -75,7 +75,7 @@ register("greedy-test", f"{__name__}:_Greedy")
 def test_guard_caps_instances_and_spend(config, catalog):
     cfg = _cfg(config, duration_s=600, vms={"max_instances": 7, "max_spend_usd_per_h": 3.0})
     sim_cls = __import__("controller.sim.engine", fromlist=["Simulation"]).Simulation
-    from controller.sim.trace import load_trace, prepare
+    from controller.trace import load_trace, prepare
     sim = sim_cls(cfg, catalog, prepare(load_trace("wits"), 0, 600), "greedy-test")
     peak = {"n": 0, "usd": 0.0}
     orig = sim._apply

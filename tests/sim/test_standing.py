@@ -7,8 +7,8 @@ from controller.catalog import CatalogError
 from controller.config import StandingVmConfig
 from controller.core import Plan, TerminateVm, register
 from controller.sim.engine import Simulation
-from controller.sim.standing import is_standing, standing_vm
-from controller.sim.trace import load_trace, prepare
+from controller.standing import is_standing, standing_vm
+from controller.trace import load_trace, prepare
 
 
 class _Terminator:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from controller.sim.trace import TraceError, load_trace, prepare
+from controller.trace import TraceError, load_trace, prepare
 
 
 def test_named_traces_load():
