@@ -42,6 +42,7 @@ from procurement.function_plan import (check_mode, function_configs, partition_o
 from procurement.function_tuner import (FunctionTuner, TunerSettings, TunerState, burst_beyond_vm_per_s,
                                         expected_cold_ratio, warm_pool_size)
 from procurement.planner_reconcile import ReconcileState, reconcile
+from procurement.sizing import cheapest_function_memory, fixed_models
 from procurement.spill import vm_wait_budget_ms
 from procurement.vm_cover import append_history, cover_rate_per_s, critical_ratio
 from procurement.vm_planner import incumbent_counts, plan_vm_mix, vm_options
@@ -129,7 +130,6 @@ class Hybrid:
         self.horizon_s = max(b.boot_s_mean + 2 * b.boot_s_std for b in boots) + self.p.control_interval_s
         self._option_cache: dict = {}
         self._vm_breakeven: dict = {}
-        from controller.policies.common import fixed_models
         self._warm_models = fixed_models(PolicyContext(ctx.config, ctx.catalog, classes))
         self._seed_cost_priors(classes)
         self._arm_slo_ms: dict[int, float] = {}  # variant -> strictest SLO of a class it may serve
@@ -167,7 +167,6 @@ class Hybrid:
         None when nothing fits, the PartitionPlan when a chain of functions is that way else None).
         One feasibility rule everywhere: a single function is feasible when some memory size's warm
         latency, invoke overhead included, fits the SLO (cheapest_function_memory)."""
-        from controller.policies.common import cheapest_function_memory
         key = (model, slo_ms)
         if key not in self._fn_option_memo:  # catalog and config are fixed for the policy's life
             fn = cheapest_function_memory(self.ctx, model, slo_ms)

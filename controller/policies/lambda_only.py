@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from controller.core import Plan, PolicyContext, PolicyError, Route
-from controller.policies.common import FixedSelector, cheapest_function_memory, demand_by_model, strictest_slo_ms
 from controller.policies.reference_options import candidate_models
 from procurement.function_plan import check_mode, function_configs
+from procurement.sizing import cheapest_function_memory, demand_by_model, strictest_slo_ms
+from selector.fixed import FixedSelector
 
 RESOLVE_S = 300.0
 HISTORY_S = 600

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from controller.core import SetFunctionConfig
-from controller.policies.common import spill_route
 from controller.policies.reactive import VmReactive
+from procurement.sizing import spill_route
 
 
 class Mark(VmReactive):

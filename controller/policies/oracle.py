@@ -29,9 +29,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from controller.core import LaunchVm, Plan, PolicyError, Route, SetFunctionConfig, TerminateVm
-from controller.policies.common import FixedSelector
 from controller.policies.offline_optimum import ClassPlan, Settings, solve_class, vm_intervals
 from controller.policies.reference_options import candidate_models, planned_function, planned_vm_groups
+from selector.fixed import FixedSelector
 
 MAX_TICK_S = 30
 MAX_WINDOWS = 4000  # windows per class beyond which they are made coarser (solve time)

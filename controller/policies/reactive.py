@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from controller.core import LaunchVm, Plan, PolicyContext, PolicyError, Route, SetFunctionConfig, TerminateVm
-from controller.policies.common import (FixedSelector, cheapest_vm_sizing, demand_by_model, spill_route,
-                                        strictest_slo_ms, terminate_order)
 from controller.policies.reference_options import candidate_models
+from procurement.sizing import cheapest_vm_sizing, demand_by_model, spill_route, strictest_slo_ms, terminate_order
+from selector.fixed import FixedSelector
 
 RATE_WINDOW_S = 30  # the load a reactive autoscaler reacts to: the mean of the last 30 s
 

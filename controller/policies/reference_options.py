@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from controller.ledger import function_charge_usd
-from controller.policies.common import cheapest_function_memory
+from procurement.sizing import cheapest_function_memory
 from procurement.vm_planner import feasible_batch
 
 # The simulator's boot time is max(5 s, normal(mean, sd)) x slow_boot_factor (FakeVmProvider).

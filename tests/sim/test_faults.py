@@ -51,7 +51,8 @@ class _Greedy:
     name, clairvoyant = "greedy-test", False
 
     def __init__(self, ctx):
-        from controller.policies.common import FixedSelector, fixed_models
+        from procurement.sizing import fixed_models
+        from selector.fixed import FixedSelector
         self._sel = FixedSelector(fixed_models(ctx))
         self.n = 0
 

@@ -18,7 +18,8 @@ class _Terminator:
     seen: list = []
 
     def __init__(self, ctx):
-        from controller.policies.common import FixedSelector, fixed_models
+        from procurement.sizing import fixed_models
+        from selector.fixed import FixedSelector
         self._sel = FixedSelector(fixed_models(ctx))
 
     def selector(self):

@@ -1,5 +1,7 @@
-"""Pieces every built-in policy shares: a fixed model per query class, demand per model from
-class arrivals, VM sizing arithmetic, and the cheapest function memory within an SLO."""
+"""Sizing arithmetic every policy shares: a fixed model per query class, demand per model from
+class arrivals, how one VM of a type serves a model, the cheapest function memory within an
+SLO, the spill route and the order surplus VMs stop in. Pure functions of the catalog and
+config (the baselines in controller/policies and procurement.hybrid both use them)."""
 from __future__ import annotations
 
 import math
@@ -38,19 +40,6 @@ def fixed_models(ctx: PolicyContext) -> list[int]:
             raise PolicyError(f"app {c.name!r}: no model meets accuracy {c.min_accuracy} within {c.slo_ms:g} ms")
         out.append(best[1])
     return out
-
-
-class FixedSelector:
-    """Always the same model per class (the baselines' router)."""
-
-    def __init__(self, class_models: list[int]):
-        self._models = np.asarray(class_models, dtype=np.int64)
-
-    def select(self, class_idx: int, n: int, rng) -> np.ndarray:
-        return np.full(n, self._models[class_idx], dtype=np.int64)
-
-    def observe(self, *args) -> None:
-        pass
 
 
 def demand_by_model(class_rows: np.ndarray, class_models: list[int], n_models: int) -> np.ndarray:
