@@ -20,31 +20,11 @@ first N requests fail after storing their output (a fault hook for the cleanup t
 """
 from __future__ import annotations
 
-import pickle
-import struct
 import sys
 import time
 from typing import BinaryIO
 
-_LEN = struct.Struct(">I")
-
-
-def write_message(stream: BinaryIO, obj) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_LEN.pack(len(data)) + data)
-    stream.flush()
-
-
-def read_message(stream: BinaryIO):
-    """The next message, or None at EOF."""
-    head = stream.read(_LEN.size)
-    if len(head) < _LEN.size:
-        return None
-    (n,) = _LEN.unpack(head)
-    data = stream.read(n)
-    if len(data) < n:
-        return None
-    return pickle.loads(data)
+from procurement.providers.worker_protocol import read_message, write_message
 
 
 def serve(variant: str, runtime: str, stdin: BinaryIO, stdout: BinaryIO) -> int:

@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from procurement.providers import child_process
 from procurement.providers.base import FunctionRecord, InvokeResult, ProviderError
+from procurement.providers.worker_protocol import read_message, write_message
 from procurement.providers.fault_spec import parse_fault_spec
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -245,8 +246,6 @@ class LocalFunctionProvider:
             return InvokeResult(False, None, 0.0, 0.0, False, f"throttled: {e}")
         fn = self._functions[model]
         try:
-            from serving.function_worker import read_message, write_message
-
             write_message(inst.proc.stdin, payload)
             ready, _, _ = select.select([inst.proc.stdout], [], [], timeout_s)
             reply = read_message(inst.proc.stdout) if ready else None

@@ -61,7 +61,8 @@ def test_worker_protocol_serves_a_partition_in_process(runner, batch, tmp_path, 
     """The worker's partition mode on in-memory streams (the fast form of the tests below)."""
     import io
 
-    from serving.function_worker import read_message, serve, write_message
+    from procurement.providers.worker_protocol import read_message, write_message
+    from serving.function_worker import serve
     from serving.partition.handler import inline_tensor, read_tensor
     store = LocalDirObjectStore(str(tmp_path / "store"))
     export_partition_weights(VARIANT, [(0, 2)], str(tmp_path / "weights"))
