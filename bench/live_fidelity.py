@@ -94,9 +94,9 @@ def simulate(counts, cfg_path: str, catalog_dir: str, serve_s: float | None = No
     from controller.catalog import Catalog
     from controller.config import AppConfig, StandingVmConfig, load_config
     from controller.sim.engine import Simulation
-    from serving.control_loop import policy_config
-    from serving.daemon import prepare
-    from serving.live_catalog import head_catalog_type, read_latency_jitter_ms
+    from controller.live.control_loop import policy_config
+    from controller.live.daemon import prepare
+    from controller.live.live_catalog import head_catalog_type, read_latency_jitter_ms
     from serving.settings import serving_config
 
     cfg = load_config(cfg_path)
@@ -173,7 +173,7 @@ def run_slice(app: str, start_s: int, duration_s: int, rate_scale: float, speedu
     With `records_dir`, the live requests and both sides' decision logs are kept there."""
     from controller.decision_log import ENV as DECISION_LOG
     from controller.trace import load_trace, prepare
-    from serving.loadgen import run_load, schedule
+    from controller.live.loadgen import run_load, schedule
 
     name, config, slo_ms, payload = APPS[app]
     if records_dir:  # the daemon (a child process) and the simulation (here) both read it
@@ -389,7 +389,7 @@ READING = (
     "sides in both slices: one local.small VM launched and serving 24 s after its launch, functions with their "
     "cold starts (3 live, 3 simulated), the selector on mobilenet (99.6 % live, 100 % simulated). Met on both "
     "slices: SLO violations (0.00 pp), cost (10 % and 1 %), p95 (11 % and 14 %). The VM path is now timed at "
-    "start on a probe replica on a Ray worker node (`serving/live_catalog.py`, `measure_vm_path_ms`) and added to "
+    "start on a probe replica on a Ray worker node (`controller/live/live_catalog.py`, `measure_vm_path_ms`) and added to "
     "procured types' rows: VM p95 agrees within 8 % and 13 %, where before it it missed by 22-26 %. Shares: "
     "within 2 points in the second slice; in the first the live policy bought its VM 30 trace seconds (six "
     "ticks) before the simulated one (decision log: near-identical arrivals, but the live selector explored "

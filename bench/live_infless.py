@@ -5,7 +5,7 @@ non-uniform, on a time-compressed, rate-scaled WITS slice (issue 12, "Live, a WI
 
 1. The configurations: the exact solver (`procurement.function_configs.solve_for_model`, what
    the hybrid policy's `function_batching` runs) over the slice's per-second rates, on the live
-   catalog of the variant (serving.live_catalog: digits measured now), with the daemon's memory
+   catalog of the variant (controller.live.live_catalog: digits measured now), with the daemon's memory
    floor; `uniform` allows one configuration, `non-uniform` up to three (bands of the rate).
    `none` is one request per invocation at the uniform plan's memory (only batching differs).
 2. Per mode, `hybridserve run` (bench/live_common.Daemon) serving the `digits` app from one
@@ -13,7 +13,7 @@ non-uniform, on a time-compressed, rate-scaled WITS slice (issue 12, "Live, a WI
    everything spilled to the functions (`spill_fraction` ~0: past the first request the head's
    VM replica is "too slow" for every request). A warm-up starts the function instances (their
    cold start imports mxnet) and lets the batcher measure a warm invocation, then the slice is
-   replayed with serving.loadgen.run_load (latency from each request's scheduled send).
+   replayed with controller.live.loadgen.run_load (latency from each request's scheduled send).
 3. Figures from the router's function stats (GET /status, after minus before the slice):
    invocations, cold starts, billed duration; cost with controller.ledger.function_charge_usd
    at the configured memory, per function-served request.
@@ -73,7 +73,7 @@ def plan_configs(variant: str, rates_per_s: np.ndarray, slo_ms: float) -> dict:
     """mode -> (memory_mb, [batch configuration dicts], solver's expected $ per request)."""
     from controller.config import load_config
     from procurement.function_configs import solve_for_model
-    from serving.live_catalog import build_live_catalog
+    from controller.live.live_catalog import build_live_catalog
 
     cfg = load_config(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
                                    "default.yaml"))
@@ -111,7 +111,7 @@ def _warm_up(url: str, variant: str, min_s: float, max_s: float = 300.0) -> str:
     spills from then on); then rounds of 4 req/s until both function instances have started
     (a cold start imports mxnet: tens of seconds on a loaded machine) and at least `min_s` has
     passed, so the slice starts warm and the batcher has measured warm invocations."""
-    from serving.loadgen import run_load
+    from controller.live.loadgen import run_load
 
     t0 = time.monotonic()
     reports = [asyncio.run(run_load(url, "digits", np.zeros(1), 600_000.0, feedback=False, timeout_s=180.0))]
@@ -130,7 +130,7 @@ def run_mode(variant: str, memory_mb: int, configs: list[dict], offsets_s: np.nd
              warmup_s: float, slack_ms: float) -> dict:
     from controller.config import FunctionPlatformConfig
     from controller.ledger import function_charge_usd
-    from serving.loadgen import run_load
+    from controller.live.loadgen import run_load
 
     text = CONFIG % {"slo_ms": slo_ms, "variant": variant, "memory_mb": memory_mb,
                      "batching": _yaml_batching(variant, configs), "slack_ms": slack_ms}
@@ -196,7 +196,7 @@ def main() -> int:
         args.warmup_s = min(args.warmup_s, 12.0)
     os.environ.setdefault("HYBRIDSERVE_CACHE", os.path.join(tempfile.gettempdir(), "hybridserve-test-cache"))
     from controller.trace import load_trace, prepare
-    from serving.loadgen import schedule
+    from controller.live.loadgen import schedule
 
     counts = prepare(load_trace("wits"), args.start_s, args.duration_s, args.rate_scale, args.speedup)
     offsets = schedule(counts)

@@ -4,7 +4,7 @@ time-compressed, at a rate this 2-core shared machine sustains.
     .venv/bin/python bench/live_loadgen.py [--short] [--speedup 10] [--rate-scale 0.0075] [--start-s 0]
 
 It starts `hybridserve run` (digits app, control loop on, hybrid policy, up to one local.small
-VM), replays the slice with `serving.loadgen.run_load` (FP32 binary tensors, labels sent back as
+VM), replays the slice with `controller.live.loadgen.run_load` (FP32 binary tensors, labels sent back as
 batched feedback) over REST, then the same slice over KServe v2 gRPC (`--grpc`: ModelInfer on the
 gRPC port, feedback still over REST), then reads /status for the control loop's view. Writes the
 `live-loadgen` section of BENCHMARKS.md.
@@ -29,7 +29,7 @@ def main() -> int:
     add_slice_args(ap)
     args = slice_args(ap)
     from controller.trace import load_trace, prepare
-    from serving.loadgen import run_load, schedule
+    from controller.live.loadgen import run_load, schedule
 
     counts = prepare(load_trace("wits"), args.start_s, args.duration_s, args.rate_scale, args.speedup)
     offsets = schedule(counts)

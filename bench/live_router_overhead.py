@@ -170,7 +170,7 @@ def main() -> int:
     from ray import serve
 
     from controller.config import load_config
-    from serving import daemon
+    from controller.live import daemon
     from serving.deployments import build_app
     from serving.oip import encode_infer_request
     from serving.settings import serving_config
@@ -230,7 +230,7 @@ def report(rows: dict, args) -> str:
                f"CPU per request is the steadier measure and puts the router at "
                f"{100 * cpu[PLAIN] / cpu[INPROC]:.0f} % of plain's throughput where CPU is the only limit.")
     return "\n".join([
-        "One Ray session (`serving.daemon.start` in the benchmark process) serving three paths to the same model "
+        "One Ray session (`controller.live.daemon.start` in the benchmark process) serving three paths to the same model "
         "(digits-small, `@serve.batch` / batcher of 16 waiting up to 5 ms, 1 sample per request): a plain Serve "
         "deployment, the router running the head's digits-small itself (default), and the same router in a second "
         f"app with `head_in_process: false` (handle to a ModelServer replica). Median of {args.rounds} alternating "

@@ -50,7 +50,7 @@ def _aws_config(args):
     from controller.config import ConfigError, load_config
     from procurement.providers.aws_config import AwsProviderConfig
     from serving.function_fleet import AWS, provider_kind_of
-    from serving.vm_fleet import with_endpoint_url
+    from controller.live.vm_fleet import with_endpoint_url
 
     cfg = load_config(args.config)
     if provider_kind_of(cfg.provider) != AWS:
@@ -65,7 +65,7 @@ def served_variants(cfg) -> list[str]:
     from controller.catalog import load_catalog
     from serving.router import served_apps
     from serving.settings import serving_config
-    from serving.vm_fleet import fleet_settings
+    from controller.live.vm_fleet import fleet_settings
 
     settings = fleet_settings(cfg, serving_config(cfg))
     apps = served_apps(cfg, settings, load_catalog(cfg.catalog.dir))

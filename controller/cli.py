@@ -137,13 +137,13 @@ def _policies(args) -> int:
 def _run(args) -> int:
     from controller.config import load_config
     from serving.settings import serving_config
-    from serving.vm_fleet import fleet_settings, with_endpoint_url
+    from controller.live.vm_fleet import fleet_settings, with_endpoint_url
 
     cfg = with_endpoint_url(load_config(args.config), args.endpoint_url)
     overrides = {k: v for k, v in {"http_port": args.http_port, "http_host": args.http_host,
                                    "grpc_port": args.grpc_port}.items() if v is not None}
     settings = fleet_settings(cfg, serving_config(cfg, overrides))  # validates an aws `provider:` too
-    from serving.daemon import prepare, run
+    from controller.live.daemon import prepare, run
     from serving.runtimes import UnknownVariant
     try:
         prepare(cfg, settings)  # validates apps, variants and the selector before Ray starts
@@ -153,7 +153,7 @@ def _run(args) -> int:
 
 
 def _loadgen(args) -> int:
-    from serving.loadgen import LoadgenError, loadgen_from_args
+    from controller.live.loadgen import LoadgenError, loadgen_from_args
     try:
         return loadgen_from_args(args)
     except LoadgenError as e:

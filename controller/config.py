@@ -107,7 +107,7 @@ class SimulatorConfig(_Strict):
                              "launches at t = 0 ready at once; false: a quiet second, as a live daemon starts")
     vm_latency_jitter_ms: list[float] = Field(default_factory=list, description="added to each VM-served "
                                               "request's latency, drawn from these (a machine's measured spread "
-                                              "around its median service time: serving.live_catalog); empty: none")
+                                              "around its median service time: controller.live.live_catalog); empty: none")
 
 
 class PolicyParams(_Strict):

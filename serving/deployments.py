@@ -10,7 +10,7 @@ ingress) into one Serve application; the head's replicas of each variant run ins
 deployment per variant on the Ray head. `vm_app(variant, vm_id, replicas, settings)` is the
 Serve application the control loop deploys on a procured VM: the variant's ModelServer pinned
 to that Ray node through its vm-id custom resource. `path_probe_app(settings)` is a short-lived
-`PathProbe` the daemon times at start (serving.live_catalog.measure_vm_path_ms): a procured VM's
+`PathProbe` the daemon times at start (controller.live.live_catalog.measure_vm_path_ms): a procured VM's
 request path without the forward pass.
 """
 import asyncio

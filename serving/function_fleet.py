@@ -1,6 +1,6 @@
 """Which function provider the router spills to: local worker processes (default) or AWS Lambda.
 
-The one factory for the router's function backend, beside serving/vm_fleet.py (its VM
+The one factory for the router's function backend, beside controller/live/vm_fleet.py (its VM
 counterpart), and picked the same way, from the config's `provider:` section: `name: aws` (or
 `kind: aws`) builds `procurement.providers.aws_router.AwsRouterFunctions` over the deployment's
 Lambda functions (`hs-<deployment>-<variant>`, from `provider.function.image_uri`; memory and

@@ -46,7 +46,7 @@ class RouterMetrics:
         self._function_memory_bytes = Gauge("hybridserve_function_memory_bytes", "Configured function memory",
                                             ["model"], registry=r)
 
-        # Pushed by the daemon's control loop every tick (serving.control_loop).
+        # Pushed by the daemon's control loop every tick (controller.live.control_loop).
         self.cost_usd = Gauge("hybridserve_cost_usd", "Cost so far by backend (ledger)", ["backend"], registry=r)
         self.fleet = Gauge("hybridserve_fleet_vms", "Local VMs by instance type, model and state",
                            ["instance_type", "model", "state"], registry=r)

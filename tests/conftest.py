@@ -19,3 +19,18 @@ def config():
 def catalog(config):
     from controller.catalog import load_catalog
     return load_catalog(config.catalog.dir)
+
+
+@pytest.fixture(scope="session")
+def serving_cache(tmp_path_factory):
+    """One fresh cache directory per test session for derived files (ONNX exports, trained
+    digits models), never the user's ~/.cache/hybridserve; tests/unit/serving and
+    tests/unit/live use it for every test."""
+    path = tmp_path_factory.mktemp("hybridserve-cache")
+    old = os.environ.get("HYBRIDSERVE_CACHE")
+    os.environ["HYBRIDSERVE_CACHE"] = str(path)
+    yield str(path)
+    if old is None:
+        os.environ.pop("HYBRIDSERVE_CACHE", None)
+    else:
+        os.environ["HYBRIDSERVE_CACHE"] = old

@@ -1,4 +1,4 @@
-"""serving.control_loop.ControlLoop driving a real AwsVmProvider against the moto server (no Ray):
+"""controller.live.control_loop.ControlLoop driving a real AwsVmProvider against the moto server (no Ray):
 the plan's launches become tagged EC2 instances, never past the guard (priced at the provider's
 worst case, fallbacks included); instances that never join a Ray cluster block nothing; a
 restarted loop adopts them instead of buying again; stop leaves or releases them."""
@@ -7,8 +7,8 @@ import pytest
 
 from controller.config import load_config
 from procurement.providers.aws import TAG_DEPLOYMENT, TAG_REQUEST
-from serving.control_loop import ControlLoop
-from serving.live_catalog import build_live_catalog
+from controller.live.control_loop import ControlLoop
+from controller.live.live_catalog import build_live_catalog
 from serving.router import App
 from serving.settings import serving_config
 

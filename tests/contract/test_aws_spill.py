@@ -24,8 +24,8 @@ import pytest
 from controller.config import load_config
 from procurement.providers.aws_router import AwsRouterFunctions, encode_batch
 from serving import digits
-from serving.control_loop import ControlLoop
-from serving.live_catalog import build_live_catalog
+from controller.live.control_loop import ControlLoop
+from controller.live.live_catalog import build_live_catalog
 from serving.router import App
 from serving.router_app import Router
 from serving.settings import serving_config

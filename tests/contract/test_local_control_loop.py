@@ -1,4 +1,4 @@
-"""serving.control_loop.ControlLoop driving a real LocalVmProvider with injected VM faults (no
+"""controller.live.control_loop.ControlLoop driving a real LocalVmProvider with injected VM faults (no
 Ray: every VM "never boots", so it is a real child process whose node never joins): the loop
 gives up on a VM that never finishes booting (terminates it, counts it, buys a replacement),
 counts a VM that died and replaces it, survives API errors on launch and terminate (a failed
@@ -11,7 +11,7 @@ import pytest
 from test_aws_control_loop import FakeRouter, parts  # noqa: F401  (parts is a fixture)
 
 from procurement.providers.local_vm import LocalVmProvider, VmFaults
-from serving.control_loop import ControlLoop
+from controller.live.control_loop import ControlLoop
 
 
 def alive(pid: int) -> bool:

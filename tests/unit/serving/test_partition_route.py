@@ -29,7 +29,7 @@ def plan_of(bounds=BOUNDS) -> PartitionPlan:
 
 
 def record(plan: PartitionPlan | None, memory_mb: int = 1769, warm_pool: int = 0) -> dict:
-    """What serving/control_loop.py sends for one function record."""
+    """What controller/live/control_loop.py sends for one function record."""
     return dataclasses.asdict(SetFunctionConfig(VARIANT, memory_mb, warm_pool, partition_plan=plan))
 
 

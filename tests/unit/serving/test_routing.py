@@ -52,7 +52,7 @@ def test_admission_is_the_simulators_fluid_queue_against_the_budget():
 def test_capacities_are_what_the_simulators_vm_pool_drains(tmp_path):
     from controller.config import load_config
     from controller.sim.vm_pool import VmPool
-    from serving.live_catalog import build_live_catalog
+    from controller.live.live_catalog import build_live_catalog
 
     cfg = load_config("configs/default.yaml")
     catalog = build_live_catalog(cfg.catalog.dir, str(tmp_path), [VARIANT], {VARIANT: 0.9},

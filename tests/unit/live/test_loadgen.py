@@ -7,7 +7,7 @@ import pytest
 
 from controller.cli import main
 from serving import grpc_v2, oip
-from serving.loadgen import (GRPC_APPLICATION, LoadgenError, grpc_request, grpc_response_params, parse_grpc_target,
+from controller.live.loadgen import (GRPC_APPLICATION, LoadgenError, grpc_request, grpc_response_params, parse_grpc_target,
                              run_load, schedule)
 
 

@@ -2,7 +2,7 @@
 policy's selector (the one object the router selects every app request with, its learned state
 loaded back into the policy each tick) and the Plan's routing table (serving.routing: per variant
 the targets' planned capacities, batch size, spill rule and budget). A mixin of
-`serving.control_loop.ControlLoop`, kept apart so that file stays one job: the tick.
+`controller.live.control_loop.ControlLoop`, kept apart so that file stays one job: the tick.
 """
 from __future__ import annotations
 

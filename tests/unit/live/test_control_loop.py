@@ -1,4 +1,4 @@
-"""serving.control_loop.ControlLoop with in-memory stand-ins for the router handle and the VM
+"""controller.live.control_loop.ControlLoop with in-memory stand-ins for the router handle and the VM
 provider (FakeVmProvider): the policy's Plan is carried out through the guard, the router gets
 routes, function configs and status, and a failing tick is counted, not raised."""
 import dataclasses
@@ -9,8 +9,8 @@ import pytest
 from controller.config import load_config
 from controller.core import TerminateVm
 from procurement.providers.fake import FakeVmProvider
-from serving.control_loop import ControlLoop
-from serving.live_catalog import build_live_catalog
+from controller.live.control_loop import ControlLoop
+from controller.live.live_catalog import build_live_catalog
 from serving.router import App
 from serving.settings import serving_config
 

@@ -1,10 +1,10 @@
-"""serving.vm_fleet: the local VMs' injected faults come from HYBRIDSERVE_VM_FAULTS (unset: none;
+"""controller.live.vm_fleet: the local VMs' injected faults come from HYBRIDSERVE_VM_FAULTS (unset: none;
 a bad spec: a ConfigError naming the variable, so the control loop does not run other faults)."""
 import pytest
 
 from controller.config import ConfigError
 from procurement.providers.local_vm import VmFaults
-from serving.vm_fleet import VM_FAULTS_ENV, vm_faults_from_env
+from controller.live.vm_fleet import VM_FAULTS_ENV, vm_faults_from_env
 
 
 def test_faults_from_the_environment():

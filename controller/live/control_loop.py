@@ -51,8 +51,8 @@ from controller.decision_log import DecisionLog
 from controller.ledger import Ledger, vm_charge_usd
 from controller.standing import is_standing, standing_vm
 from procurement.providers.guards import Guard
-from serving.control_router import PlanToRouter
-from serving.live_catalog import head_catalog_type
+from controller.live.control_router import PlanToRouter
+from controller.live.live_catalog import head_catalog_type
 
 log = logging.getLogger("hybridserve.control")
 _RPC_TIMEOUT_S = 30.0
@@ -104,7 +104,7 @@ class ControlLoop(PlanToRouter):
         self._joined_vm_ids = joined_vm_ids or _ray_joined_vm_ids
         self.adopted: list = []  # VmRecords taken over at start
         self.ledger = Ledger()
-        # The head's rows: its own (serving.live_catalog.head_catalog_type) when the live catalog has them.
+        # The head's rows: its own (controller.live.live_catalog.head_catalog_type) when the live catalog has them.
         head_type = getattr(settings, "head_instance_type", None)
         if head_type and head_catalog_type(head_type) in catalog.instance_types:
             head_type = head_catalog_type(head_type)

@@ -4,7 +4,7 @@ Steps, in order:
 1. validate the config and its `serving:` section; resolve the served apps and their variants;
 2. make sure the digits variants are trained (cached under HYBRIDSERVE_CACHE), so their
    measured accuracy is the selector's prior and replicas start without training;
-3. write the live catalog the policy plans with (serving.live_catalog: the served variants on
+3. write the live catalog the policy plans with (controller.live.live_catalog: the served variants on
    the local instance types and the head's (`serving.head_instance_type`); digits variants
    measured now, their function cold start on a real local function instance);
 4. start a fresh local Ray head (`address="local"`: never attach to a stale cluster), then Ray
@@ -14,7 +14,7 @@ Steps, in order:
 5. time requests through the proxy and router into the live catalog (measured end to end, so the
    policy and a simulator fed this catalog see this machine's service time), and a procured
    VM's longer path (a probe replica: the Serve handle hop and the batch wait), then start the
-   control loop (serving.control_loop; the head counts as a standing VM) with the config's VM provider (serving.vm_fleet:
+   control loop (controller.live.control_loop; the head counts as a standing VM) with the config's VM provider (controller.live.vm_fleet:
    a LocalVmProvider joined to this head, or with `provider.name: aws` an AwsVmProvider whose
    instances join the head at `provider.vm.ray_head_address`); the loop adopts the fleet left
    by an earlier start;
@@ -97,7 +97,7 @@ def start(cfg: Config, settings: ServingConfig, out=sys.stdout, on_ray_started=N
     # Serve's gRPC proxy accepts 2 GiB messages by default and buffers them before the router
     # sees them: cap it near the router's own limit (which answers a clean RESOURCE_EXHAUSTED).
     os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", str(int(settings.max_body_mb * 1024 * 1024) + 65536))
-    from serving.vm_fleet import build_vm_provider, fleet_settings
+    from controller.live.vm_fleet import build_vm_provider, fleet_settings
     settings = fleet_settings(cfg, settings)  # aws: the fleet's instance types and cap
     apps, accuracy = prepare(cfg, settings)
     print(f"hybridserve: apps {', '.join(a.name for a in apps)}; variants "
@@ -106,7 +106,7 @@ def start(cfg: Config, settings: ServingConfig, out=sys.stdout, on_ray_started=N
     if settings.control.enabled:
         from concurrent.futures import ThreadPoolExecutor
 
-        from serving.live_catalog import build_live_catalog, measure_function_cold
+        from controller.live.live_catalog import build_live_catalog, measure_function_cold
         catalog = build_live_catalog(cfg.catalog.dir, tempfile.mkdtemp(prefix="hybridserve-catalog-"),
                                      sorted(accuracy), accuracy, list(settings.control.instance_types),
                                      settings.control.vm_boot_s, head_type=settings.head_instance_type)
@@ -133,8 +133,8 @@ def start(cfg: Config, settings: ServingConfig, out=sys.stdout, on_ray_started=N
               route_prefix="/")
     url = f"http://{settings.http_host}:{settings.http_port}"
     if catalog is not None:
-        from serving.control_loop import ControlLoop
-        from serving.live_catalog import (add_router_overhead, add_vm_path_overhead, measure_router_latency_ms,
+        from controller.live.control_loop import ControlLoop
+        from controller.live.live_catalog import (add_router_overhead, add_vm_path_overhead, measure_router_latency_ms,
                                           measure_vm_path_ms, set_function_cold_start)
 
         if cold_future is not None:  # first: its process must not share the CPU with the timing below

@@ -1,10 +1,10 @@
-"""serving.vm_fleet: which VM provider `hybridserve run` drives, and the aws fleet's settings."""
+"""controller.live.vm_fleet: which VM provider `hybridserve run` drives, and the aws fleet's settings."""
 import pytest
 
 from controller.cli import EXIT_USAGE, main
 from controller.config import ConfigError, load_config
 from serving.settings import serving_config
-from serving.vm_fleet import AWS, LOCAL, fleet_settings, provider_kind, with_endpoint_url
+from controller.live.vm_fleet import AWS, LOCAL, fleet_settings, provider_kind, with_endpoint_url
 
 
 def test_aws_config_fills_the_fleet_from_the_provider_and_the_guard():
