@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench._report import ROOT, write_section  # noqa: E402
 from controller.catalog import load_catalog  # noqa: E402
 from controller.config import load_config  # noqa: E402
-from controller.core import policy_names  # noqa: E402
+from controller.policies.registry import policy_names  # noqa: E402
 from controller.sim.report import markdown_table  # noqa: E402
 from controller.sim.run import simulate  # noqa: E402
 

@@ -123,7 +123,7 @@ def _validated(model, raw, where):
 
 
 def _policies(args) -> int:
-    from controller.core import policy_names
+    from controller.policies.registry import policy_names
     print("policies: " + ", ".join(policy_names()))
     try:
         import selector

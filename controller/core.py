@@ -11,9 +11,8 @@ Each policy also owns a *selector*: the router's hot-path choice of model varian
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Mapping, Protocol
 
 import numpy as np
 
@@ -178,35 +177,3 @@ class Policy(Protocol):
 
 class PolicyError(Exception):
     """Unknown policy name or a policy that cannot serve this config."""
-
-
-# name -> "module:factory"; factories take a PolicyContext and return a Policy.
-_REGISTRY: dict[str, str] = {
-    "vm-reactive": "controller.policies.reactive:VmReactive",
-    "lambda-only": "controller.policies.lambda_only:LambdaOnly",
-    "spock": "controller.policies.reactive:Spock",
-    "mark": "controller.policies.mark:Mark",
-    "oracle": "controller.policies.oracle:Oracle",
-    "hybrid": "procurement.hybrid:Hybrid",
-}
-
-
-def register(name: str, target: str) -> None:
-    _REGISTRY[name] = target
-
-
-def policy_names() -> list[str]:
-    return sorted(n for n in _REGISTRY if _available(n))
-
-
-def _available(name: str) -> bool:
-    mod, _, _ = _REGISTRY[name].partition(":")
-    return importlib.util.find_spec(mod) is not None
-
-
-def make_policy(name: str, ctx: PolicyContext, **kwargs) -> Policy:
-    if name not in _REGISTRY or not _available(name):
-        raise PolicyError(f"unknown policy {name!r}; known: {', '.join(policy_names())}")
-    mod, _, attr = _REGISTRY[name].partition(":")
-    factory: Callable = getattr(importlib.import_module(mod), attr)
-    return factory(ctx, **kwargs)

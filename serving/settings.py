@@ -64,7 +64,7 @@ class ControlOptions(_Strict):
     """The live control loop: which policy, and the local fleet it may buy (small on 2 cores)."""
 
     enabled: bool = True
-    policy: str = Field(default="hybrid", description="a name from controller.core's registry")
+    policy: str = Field(default="hybrid", description="a name from controller.policies.registry")
     policy_params: dict = Field(default_factory=dict, description="keyword arguments of the policy factory")
     control_interval_s: float | None = Field(default=None, gt=0, description="overrides policy.control_interval_s")
     instance_types: list[str] = Field(default_factory=lambda: ["local.small", "local.medium"], min_length=1)

@@ -45,8 +45,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from controller.core import (FunctionView, ModelStats, Observation, PolicyContext, QueryClass, VmView,
-                             make_policy)
+from controller.core import FunctionView, ModelStats, Observation, PolicyContext, QueryClass, VmView
+from controller.policies.registry import make_policy
 from controller.decision_log import DecisionLog
 from controller.ledger import Ledger, vm_charge_usd
 from controller.standing import is_standing, standing_vm

@@ -22,8 +22,8 @@ from typing import Callable
 
 import numpy as np
 
-from controller.core import (FunctionView, ModelStats, Observation, Plan, PolicyContext, QueryClass,
-                             VmView, make_policy)
+from controller.core import FunctionView, ModelStats, Observation, Plan, PolicyContext, QueryClass, VmView
+from controller.policies.registry import make_policy
 from controller.decision_log import DecisionLog
 from controller.ledger import vm_charge_usd
 from controller.sim.function_tier import FunctionTier

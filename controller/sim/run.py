@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from controller.core import PolicyContext, PolicyError, make_policy
+from controller.core import PolicyContext, PolicyError
+from controller.policies.registry import make_policy
 from controller.sim.engine import Simulation, query_classes
 from controller.sim.lower_bound import lower_bound_usd
 from controller.sim.report import format_table, rows, write_csv, write_plots

@@ -3,7 +3,8 @@ control loop survives, and the shell's guard holds whatever the policy says."""
 import numpy as np
 import pytest
 
-from controller.core import LaunchVm, Plan, register
+from controller.core import LaunchVm, Plan
+from controller.policies.registry import register
 from controller.sim.run import simulate
 
 

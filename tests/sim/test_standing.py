@@ -5,7 +5,8 @@ import pytest
 
 from controller.catalog import CatalogError
 from controller.config import StandingVmConfig
-from controller.core import Plan, TerminateVm, register
+from controller.core import Plan, TerminateVm
+from controller.policies.registry import register
 from controller.sim.engine import Simulation
 from controller.standing import is_standing, standing_vm
 from controller.trace import load_trace, prepare
