@@ -45,14 +45,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from controller.core import FunctionView, ModelStats, Observation, PolicyContext, QueryClass, VmView
-from controller.policies.registry import make_policy
+from controller.core import Observation, PolicyContext, QueryClass, VmView
 from controller.decision_log import DecisionLog
 from controller.ledger import Ledger, vm_charge_usd
-from controller.standing import is_standing, standing_vm
-from procurement.providers.guards import Guard
 from controller.live.control_router import PlanToRouter
 from controller.live.live_catalog import head_catalog_type
+from controller.live.observation import observation_from_router, per_model_counts
+from controller.policies.registry import make_policy
+from controller.standing import is_standing, standing_vm
+from procurement.providers.guards import Guard
 
 log = logging.getLogger("hybridserve.control")
 _RPC_TIMEOUT_S = 30.0
@@ -268,43 +269,15 @@ class ControlLoop(PlanToRouter):
         self.events = (self.events + [f"{time.strftime('%H:%M:%S')} {message}"])[-20:]
 
     def _observation(self, now_s: float, data: dict, records) -> Observation:
-        mi = {m: i for i, m in enumerate(self.models)}
-        ci = {c.name: i for i, c in enumerate(self.classes)}
-        r_models, r_classes = data["models"], data["classes"]
-        m_rows = np.asarray(data["model_arrivals"], np.int64).reshape(-1, len(r_models))
-        c_rows = np.asarray(data["class_arrivals"], np.int64).reshape(-1, len(r_classes))
-        cm_r = np.asarray(data["class_model_counts"], np.int64).reshape(len(r_classes), len(r_models))
-        arrivals = np.zeros((m_rows.shape[0], len(self.models)), np.int64)
-        class_arrivals = np.zeros((c_rows.shape[0], len(self.classes)), np.int64)
-        cm = np.zeros((len(self.classes), len(self.models)), np.int64)
-        for j, m in enumerate(r_models):
-            if m in mi:
-                arrivals[:, mi[m]] = m_rows[:, j]
-        for k, c in enumerate(r_classes):
-            if c in ci:
-                class_arrivals[:, ci[c]] = c_rows[:, k]
-                for j, m in enumerate(r_models):
-                    if m in mi:
-                        cm[ci[c], mi[m]] = cm_r[k, j]
         # The head's capacity split over its variants by this interval's work (as the simulator).
-        by_model = dict(zip(self.models, arrivals.sum(axis=0).tolist()))
-        self.standing = [sv.reshare(by_model) for sv in self.standing]
+        self.standing = [sv.reshare(per_model_counts(data, self.models)) for sv in self.standing]
         # A VM whose node has not joined serves nobody yet: to the policy it is still in flight.
-        vms = tuple(VmView(r.vm_id, r.request_id, r.instance_type, r.model,
-                           "booting" if r.vm_id in self._not_joined else r.state, r.launched_s, r.spot)
-                    for r in records if r.state in ("booting", "ready") and r.vm_id not in self._releasing)
-        vms += tuple(v for sv in self.standing for v in sv.views())
-        functions = {m: FunctionView(m, int(f["memory_mb"]), int(f["warm_instances"]), int(f["peak_concurrency"]),
-                                     int(f["invocations"]), int(f["cold_starts"]), float(f["mean_duration_ms"]))
-                     for m, f in data["functions"].items() if m in mi}
-        stats = {m: ModelStats(s["served_vm"], s["served_function"], s["dropped"], s["slo_violations"],
-                               s["p95_latency_ms"]) for m, s in data["stats"].items() if m in mi}
-        backlog = {m: float(data["backlog"].get(m, 0)) for m in self.models}
-        # Predictors take whole seconds: the observation's time is the end of the measured rows.
-        obs_now_s = float(data["end_s"])
-        interval = 0.0 if self._last_tick_s is None else now_s - self._last_tick_s
-        return Observation(obs_now_s, interval, self.models, arrivals, class_arrivals, vms, functions, backlog, stats,
-                           class_model_counts=cm)
+        fleet = tuple(VmView(r.vm_id, r.request_id, r.instance_type, r.model,
+                             "booting" if r.vm_id in self._not_joined else r.state, r.launched_s, r.spot)
+                      for r in records if r.state in ("booting", "ready") and r.vm_id not in self._releasing)
+        fleet += tuple(v for sv in self.standing for v in sv.views())
+        interval_s = 0.0 if self._last_tick_s is None else now_s - self._last_tick_s
+        return observation_from_router(data, self.models, self.classes, fleet, interval_s)
 
     # --- carrying the plan out ----------------------------------------------------------------
     def _price(self, instance_type: str, spot: bool) -> float:
