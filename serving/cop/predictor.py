@@ -290,8 +290,8 @@ def function_latency_rows(model: str, memory_grid_mb, batches, *, mb_per_vcpu: f
                           directory: str = PROFILE_DIR) -> list[dict]:
     """Rows in the shape of configs/catalog/function_latency.csv for a model with no measured
     profile: CPU share = memory / mb_per_vcpu (Lambda's rule), source "predicted (COP)".
-    (controller.catalog fills a model missing from function_latency.csv from these predictions,
-    scaled to the catalog's platform.)"""
+    (controller/profiler/predicted_rows.py writes these predictions, scaled to a catalog's
+    platform, as its function_latency_predicted.csv for the models it has not measured.)"""
     rows = []
     for m in memory_grid_mb:
         for b in batches:
