@@ -25,6 +25,7 @@ import numpy as np
 from controller.compute import (GENERIC_CEILING_GFLOPS_PER_VCPU, CpuSpec, function_row_gflops_per_vcpu,
                                 function_vcpus, vm_row_gflops_per_vcpu)
 from controller.config import FunctionPlatformConfig
+from controller.layer_graph import LayerGraph, load_layer_graph
 
 # Lambda's rule: one vCPU per 1,769 MB (COP predicts by CPU share); one value, the config's default.
 MB_PER_VCPU = FunctionPlatformConfig.model_fields["mb_per_vcpu"].default
@@ -116,7 +117,7 @@ class Catalog:
         self.models: list[ModelVariant] = []
         self._vm: dict[tuple[str, str], VmProfile] = {}
         self._fn: dict[str, FunctionProfile] = {}
-        self._graphs: dict = {}  # model -> LayerGraph or None, read on first use
+        self._graphs: dict[str, LayerGraph | None] = {}  # read on first use
         self._load()
 
     # --- loading -----------------------------------------------------------------------------
@@ -268,12 +269,11 @@ class Catalog:
     def function_profile(self, model: str) -> FunctionProfile | None:
         return self._fn.get(model)
 
-    def layer_graph(self, model: str):
+    def layer_graph(self, model: str) -> LayerGraph | None:
         """The model's layer graph for the partition planner (`model_graphs/<model>.csv`), None
         without one. Read once, on first use (few models are ever partitioned), so policies get it
         from the catalog instead of reading files themselves."""
         if model not in self._graphs:
-            from procurement.partition_planner import load_layer_graph
             directory = os.path.join(self.directory, "model_graphs")
             self._graphs[model] = (load_layer_graph(directory, model, self.model(model).cold_start_ms)
                                    if os.path.isfile(os.path.join(directory, f"{model}.csv")) else None)
