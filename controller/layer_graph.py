@@ -1,5 +1,5 @@
 """A model as a sequence of blocks, for the partition planner: the catalog data under
-`<catalog>/model_graphs/<model>.csv` and `.json` (written by `python -m serving.partition.profile_graph`).
+`<catalog>/model_graphs/<model>.csv` and `.json` (written by `python -m controller.profiler.partition_graph`).
 
 The CSV has one row per block (`block`, `param_bytes`, `output_bytes`, `activation_bytes` and the
 block's latency `ms_at_<M>` per function memory M of the JSON's `memory_grid_mb`); the JSON the

@@ -24,7 +24,7 @@ import numpy as np
 
 from controller.catalog import MAX_FUNCTION_VCPUS, MB_PER_VCPU, PREDICTED_FUNCTION_FILE, Catalog
 from controller.compute import function_vcpus
-from serving.cop import predictor as cop
+from controller.profiler.cop import predictor as cop
 
 log = logging.getLogger("hybridserve.profiler")
 

@@ -11,7 +11,7 @@ import pytest
 
 from controller.catalog import PREDICTED_FUNCTION_FILE, Catalog, CatalogError
 from controller.profiler.predicted_rows import write_predicted_function_rows
-from serving.cop.predictor import SOURCE
+from controller.profiler.cop.predictor import SOURCE
 
 LOCAL = os.path.join(os.path.dirname(__file__), "..", "..", "..", "configs", "catalog", "local")
 
