@@ -23,8 +23,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._report import write_section  # noqa: E402
-from serving.cop.predictor import PROFILE_DIR, OpTable, load_graph  # noqa: E402
-from serving.cop.sweep import SWEEP  # noqa: E402
+from controller.profiler.cop.predictor import PROFILE_DIR, OpTable, load_graph  # noqa: E402
+from controller.profiler.cop.sweep import SWEEP  # noqa: E402
 
 MODELS = ("squeezenet", "mobilenet", "resnet18", "resnet50", "inception")
 
@@ -133,14 +133,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     models = args.models.split(",")
     if args.profile:
-        subprocess.run([sys.executable, "-m", "serving.cop.profile", "run", "--models", args.models, "--batches",
-                        args.batches, "--shares", args.shares, "--repeats", str(args.repeats)], check=True)
+        subprocess.run([sys.executable, "-m", "controller.profiler.cop.profile", "run", "--models", args.models,
+                        "--batches", args.batches, "--shares", args.shares, "--repeats", str(args.repeats)], check=True)
         # the sweep (shapes of no model), then more depthwise shapes (only mobilenet has them)
         for extra in (["--sweep-blocks", str(args.sweep_blocks)],
                       ["--sweep-blocks", str(args.dw_sweep_blocks), "--sweep-seed", "1", "--sweep-kinds", "dw3"]):
-            subprocess.run([sys.executable, "-m", "serving.cop.profile", "run", "--models", "", *extra, "--batches",
-                            args.batches, "--shares", "1,2", "--repeats", str(args.repeats)], check=True)
-        subprocess.run([sys.executable, "-m", "serving.cop.predictor", *models], check=True)
+            subprocess.run([sys.executable, "-m", "controller.profiler.cop.profile", "run", "--models", "", *extra,
+                            "--batches", args.batches, "--shares", "1,2", "--repeats", str(args.repeats)], check=True)
+        subprocess.run([sys.executable, "-m", "controller.profiler.cop.predictor", *models], check=True)
     load = os.getloadavg()
     rows = variants(args.column)
     results = {v: run(v, models) for v in rows}
@@ -210,8 +210,9 @@ def main(argv=None) -> int:
               f"(one factor, per-batch factor, affine terms) span {min(cal_span):.1f}-{max(cal_span):.1f}%, so "
               "where the goal is met it is met narrowly, and a second machine's profile may land either side "
               "of it.", "",
-              "Predictor (`serving/cop/fit.py`, `features.py`): per operator group (dense convolution of any "
-              "kernel and fused variant, depthwise convolution, dense layer, pooling, memory-only operators) "
+              "Predictor (`controller/profiler/cop/fit.py`, `features.py`): per operator group (dense "
+              "convolution of any kernel and fused variant, depthwise convolution, dense layer, pooling, "
+              "memory-only operators) "
               "and CPU regime (shares <= 1 pooled as CPU work = ms x share; share 2 its own), an operator at "
               "batch b takes dispatch + w x weight elements + b x (w x FLOPs + w x input elements + w x output "
               "elements + w x residual-add elements), every coefficient >= 0 (non-negative least squares on "
@@ -220,19 +221,21 @@ def main(argv=None) -> int:
               "itself held out too) of measured / predicted per (batch size, CPU regime) (the 'affine' row "
               "adds non-negative per-operator and fixed terms per regime instead). Features come from the "
               "operator key, so no mxnet is needed to predict.", "",
-              f"How measured: `python -m serving.cop.profile run` (called by `--profile`) runs each distinct "
-              "operator-by-shape alone as a one-operator mxnet symbol (the MKLDNN-fused operators the model "
+              "How measured: `python -m controller.profiler.cop.profile run` (called by `--profile`) runs each "
+              "distinct operator-by-shape alone as a one-operator mxnet symbol (the MKLDNN-fused operators the model "
               "executes: conv+BN+ReLU is one operator) and each whole model as served (hybridized gluon), in a "
               "worker process per CPU share under a cgroup v1 CPU quota (share x 100 ms per 100 ms period) "
               "with OMP_NUM_THREADS = max(1, round(share)). Each figure (wall and CPU) is the median of up to "
               f"{args.repeats} timings; below one CPU a timing is the mean over >= 0.2 s of back-to-back runs "
               "(CFS throttling makes single short runs bimodal). The stored profile was made with "
-              "`python -m serving.cop.profile run --repeats 7` (shares 0.5, 1, 2) and then "
-              "`python -m serving.cop.profile run --shares 1,0.5 --repeats 5` (adds the CPU-time column), "
-              "graphs cached with `python -m serving.cop.predictor`; the sweep "
+              "`python -m controller.profiler.cop.profile run --repeats 7` (shares 0.5, 1, 2) and then "
+              "`python -m controller.profiler.cop.profile run --shares 1,0.5 --repeats 5` (adds the CPU-time "
+              "column), "
+              "graphs cached with `python -m controller.profiler.cop.predictor`; the sweep "
               f"({n_sweep} operator shapes of no model: 1x1 and 3x3 dense convolutions, plain, with the "
               "residual add and as shortcut, depthwise 3x3, pooling, dense, concat; channels 8-1024, spatial "
-              "6-120) with `python -m serving.cop.profile run --models '' --sweep-blocks 96 --shares 1,2` "
+              "6-120) with `python -m controller.profiler.cop.profile run --models '' --sweep-blocks 96 "
+              "--shares 1,2` "
               "and `... --sweep-blocks 30 --sweep-seed 1 --sweep-kinds dw3 --shares 1,2` (10 min of machine "
               "time together). CPU time per run is kept for shares <= 1 only: at share 2 two threads overlap "
               "by an unknown amount, so share 2 stays wall-clock.", "",

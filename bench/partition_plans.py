@@ -29,9 +29,10 @@ from bench._report import write_section  # noqa: E402
 from controller.catalog import load_catalog  # noqa: E402
 from controller.config import REPO_ROOT, FunctionPlatformConfig  # noqa: E402
 from controller.ledger import Ledger  # noqa: E402
+from controller.layer_graph import load_layer_graph  # noqa: E402
 from procurement.partition_planner import (MB, CostModel, PartitionLimits, TransferModel,  # noqa: E402
                                            best_single_function, brute_force_plan, estimate_partition,
-                                           load_layer_graph, plan_partitions)
+                                           plan_partitions)
 from procurement.providers.local import LocalFunctionProvider  # noqa: E402
 from serving.partition.executor import ChainExecutor, PartitionedDeployment  # noqa: E402
 from serving.partition.store import LocalDirObjectStore  # noqa: E402

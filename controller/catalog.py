@@ -7,11 +7,15 @@ batch sizes latency is interpolated linearly, between memory sizes log-linearly 
 Every row must be one the hardware can deliver: the loader refuses a row whose implied compute per
 vCPU (FLOPs per image x images per second / vCPUs) exceeds its hardware's FP32 ceiling
 (controller/compute.py), naming the file, the row and the figure.
+
+A model with no measured function rows may have predicted ones in function_latency_predicted.csv
+(same columns; written by `hybridserve profile` from operator profiles, COP:
+controller/profiler/predicted_rows.py). They are checked like measured rows, a measured row always
+wins, and `function_source[model]` gives the rows' `source`. The catalog predicts nothing itself.
 """
 from __future__ import annotations
 
 import csv
-import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -21,13 +25,13 @@ import numpy as np
 from controller.compute import (GENERIC_CEILING_GFLOPS_PER_VCPU, CpuSpec, function_row_gflops_per_vcpu,
                                 function_vcpus, vm_row_gflops_per_vcpu)
 from controller.config import FunctionPlatformConfig
-
-log = logging.getLogger("hybridserve.catalog")
+from controller.layer_graph import LayerGraph, load_layer_graph
 
 # Lambda's rule: one vCPU per 1,769 MB (COP predicts by CPU share); one value, the config's default.
 MB_PER_VCPU = FunctionPlatformConfig.model_fields["mb_per_vcpu"].default
 MAX_FUNCTION_VCPUS = 6.0  # Lambda: at most 6 vCPUs, at 10,240 MB
 HARDWARE_COLUMNS = ("clock_ghz", "fp32_lanes", "fma_units", "vcpus_per_core")
+PREDICTED_FUNCTION_FILE = "function_latency_predicted.csv"  # optional; rows the profiler predicted
 
 
 class CatalogError(Exception):
@@ -113,7 +117,7 @@ class Catalog:
         self.models: list[ModelVariant] = []
         self._vm: dict[tuple[str, str], VmProfile] = {}
         self._fn: dict[str, FunctionProfile] = {}
-        self._graphs: dict = {}  # model -> LayerGraph or None, read on first use
+        self._graphs: dict[str, LayerGraph | None] = {}  # read on first use
         self._load()
 
     # --- loading -----------------------------------------------------------------------------
@@ -151,12 +155,25 @@ class Catalog:
             rows.sort()
             a = np.array(rows, dtype=float)
             self._vm[key] = VmProfile(a[:, 0], a[:, 1], a[:, 2])
+        self.function_source: dict[str, str] = {}
+        self._load_function_rows("function_latency.csv", measured=True)
+        if os.path.isfile(os.path.join(self.directory, PREDICTED_FUNCTION_FILE)):
+            self._load_function_rows(PREDICTED_FUNCTION_FILE, measured=False)
+
+    def _load_function_rows(self, file: str, measured: bool) -> None:
+        """One file of function rows; a model already profiled by an earlier file keeps that
+        profile (measured rows win over predicted ones). Its source: "measured" for measured
+        rows, else the rows' own `source` (the profiler writes "predicted (COP)")."""
         fn: dict[str, dict[int, list]] = {}
-        for line, r in enumerate(self._rows("function_latency.csv"), start=2):
-            self._check_function_row(line, r)
+        source: dict[str, str] = {}
+        for line, r in enumerate(self._rows(file), start=2):
+            self._check_function_row(line, r, file)
             fn.setdefault(r["model"], {}).setdefault(int(r["batch_size"]), []).append(
                 (int(r["memory_mb"]), float(r["latency_ms"])))
+            source.setdefault(r["model"], "measured" if measured else r.get("source") or "predicted")
         for model, by_batch in fn.items():
+            if model in self._fn:
+                continue
             arrays = {}
             for b, rows in by_batch.items():
                 rows.sort()
@@ -164,8 +181,7 @@ class Catalog:
                 arrays[b] = (a[:, 0], a[:, 1])
             if 1 in arrays:
                 self._fn[model] = FunctionProfile(arrays[1][0], arrays[1][1], arrays)
-        self.function_source = {m: "measured" for m in self._fn}
-        self._predict_missing_function_profiles(fn)
+                self.function_source[model] = source[model]
 
     # --- the hardware check ------------------------------------------------------------------
     @staticmethod
@@ -218,7 +234,7 @@ class Catalog:
             raise self._over("vm_latency.csv", line, f"{r['model']} on {it.name}, batch {int(b)}, {c:g} concurrent",
                              c * b * 1000.0 / ms, need, it.ceiling_gflops_per_vcpu, f"{it.name}'s")
 
-    def _check_function_row(self, line: int, r: dict) -> None:
+    def _check_function_row(self, line: int, r: dict, file: str) -> None:
         g = self._gflops(r["model"])
         if g is None:
             return
@@ -227,53 +243,8 @@ class Catalog:
         need = function_row_gflops_per_vcpu(g, b, ms, vcpus)
         ceiling = self.function_ceiling_gflops_per_vcpu
         if need > ceiling * (1 + 1e-9):
-            raise self._over("function_latency.csv", line, f"{r['model']} at {int(mem)} MB = {vcpus:.2f} vCPUs, "
+            raise self._over(file, line, f"{r['model']} at {int(mem)} MB = {vcpus:.2f} vCPUs, "
                              f"batch {int(b)}", b * 1000.0 / ms, need, ceiling, "the function platform's")
-
-    def _predict_missing_function_profiles(self, measured: dict[str, dict[int, list]]) -> None:
-        """A model with no function rows gets latencies predicted from operator profiles (COP),
-        scaled to this catalog's platform by the median measured / predicted ratio of the models
-        that have both at the same (memory, batch); `function_source[model]` says so."""
-        missing = [m.name for m in self.models if m.name not in self._fn]
-        if not missing or not measured:
-            return
-        from serving.cop import predictor as cop
-
-        try:
-            graphs = cop.cached_graph_models()
-        except OSError as e:
-            log.warning("no operator profiles (%s): no predicted function latencies for %s", e, ", ".join(missing))
-            return
-        cells = sorted({(mem, b) for by_batch in measured.values() for b, rows in by_batch.items() for mem, _ in rows})
-        ratios: dict[tuple[int, int], list[float]] = {}
-        for model, by_batch in measured.items():
-            if model not in graphs:
-                continue
-            for b, rows in by_batch.items():
-                for mem, ms in rows:
-                    ratios.setdefault((mem, b), []).append(ms / cop.predict_latency_ms(model, b, mem / MB_PER_VCPU))
-        footprint_mb = {m.name: m.memory_footprint_mb for m in self.models}
-        for model in missing:
-            if model not in graphs:
-                continue
-            arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-            for b in sorted({b for _, b in cells}):
-                pts = [(mem, max(float(np.median(ratios[(mem, b)])) * cop.predict_latency_ms(model, b, mem / MB_PER_VCPU),
-                                 self._fastest_function_ms(model, b, mem)))
-                       for mem, bb in cells if bb == b and mem >= footprint_mb[model] and ratios.get((mem, b))]
-                if pts:
-                    a = np.array(pts, dtype=float)
-                    arrays[b] = (a[:, 0], a[:, 1])
-            if 1 in arrays:
-                self._fn[model] = FunctionProfile(arrays[1][0], arrays[1][1], arrays)
-                self.function_source[model] = cop.SOURCE
-
-    def _fastest_function_ms(self, model: str, batch: int, memory_mb: float) -> float:
-        """The least time the function platform's vCPUs need for a batch at their FP32 ceiling:
-        a predicted latency is never faster than the hardware."""
-        g = self.models[self.model_index[model]].gflops_per_image
-        vcpus = function_vcpus(memory_mb, MB_PER_VCPU, MAX_FUNCTION_VCPUS)
-        return batch * g * 1000.0 / (vcpus * self.function_ceiling_gflops_per_vcpu)
 
     # --- lookups -----------------------------------------------------------------------------
     def model(self, name: str) -> ModelVariant:
@@ -298,12 +269,11 @@ class Catalog:
     def function_profile(self, model: str) -> FunctionProfile | None:
         return self._fn.get(model)
 
-    def layer_graph(self, model: str):
+    def layer_graph(self, model: str) -> LayerGraph | None:
         """The model's layer graph for the partition planner (`model_graphs/<model>.csv`), None
         without one. Read once, on first use (few models are ever partitioned), so policies get it
         from the catalog instead of reading files themselves."""
         if model not in self._graphs:
-            from procurement.partition_planner import load_layer_graph
             directory = os.path.join(self.directory, "model_graphs")
             self._graphs[model] = (load_layer_graph(directory, model, self.model(model).cold_start_ms)
                                    if os.path.isfile(os.path.join(directory, f"{model}.csv")) else None)

@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from controller.core import SetFunctionConfig
+from controller.layer_graph import LayerGraph
 from procurement.function_configs import solve_for_model
-from procurement.partition_planner import (CostModel, LayerGraph, PartitionLimits, PartitionPlan, TransferModel,
-                                           plan_partitions)
+from procurement.partition_planner import CostModel, PartitionLimits, PartitionPlan, TransferModel, plan_partitions
 
 MODES = ("none", "uniform", "nonuniform")
 

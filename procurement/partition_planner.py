@@ -1,8 +1,8 @@
 """AMPS-Inf partition planner: split a model into k <= K contiguous partitions, one function
 each, and pick every function's memory, at the least expected cost per request within the SLO.
 
-Pure: catalog data in, a `PartitionPlan` out; no clock, no RNG, no I/O beyond reading the
-layer-graph catalog files in `load_layer_graph`.
+Pure: catalog data in (a `LayerGraph`, controller/layer_graph.py, which the catalog reads), a
+`PartitionPlan` out; no clock, no RNG, no I/O.
 
 The model is a sequence of blocks (configs/catalog/model_graphs/<model>.csv). A partition is
 a block range [start, end) served by one function of memory m. Its estimate depends only on
@@ -29,14 +29,12 @@ enumerates every split and memory assignment; the tests check the two agree.
 """
 from __future__ import annotations
 
-import csv
 import itertools
-import json
 import math
-import os
 from dataclasses import dataclass, replace
 
 from controller.config import FunctionPlatformConfig
+from controller.layer_graph import LayerGraph
 
 MB = 1024 * 1024
 LAMBDA_PAYLOAD_LIMIT_BYTES = 6 * MB
@@ -57,47 +55,6 @@ def encoded_payload_bytes(tensor_bytes: int) -> int:
 
 def fits_payload(tensor_bytes: int, payload_limit_bytes: int) -> bool:
     return encoded_payload_bytes(tensor_bytes) <= payload_limit_bytes
-
-
-@dataclass(frozen=True)
-class LayerGraph:
-    """A model as a block sequence with per-block sizes and latency per function memory."""
-
-    model: str
-    input_bytes: int
-    param_bytes: tuple[int, ...]
-    output_bytes: tuple[int, ...]
-    activation_bytes: tuple[int, ...]
-    memory_grid_mb: tuple[int, ...]
-    latency_ms: tuple[tuple[float, ...], ...]  # [block][index in memory_grid_mb]
-    runtime_base_mb: float                      # resident runtime (python + mxnet) before weights
-    cold_start_ms: float                        # whole model's load time beyond a warm call
-
-    @property
-    def num_blocks(self) -> int:
-        return len(self.param_bytes)
-
-    def at_speed(self, block_ms: list[float] | tuple[float, ...]) -> "LayerGraph":
-        """The same graph with every memory size running block b in block_ms[b] (e.g. the
-        full-CPU latency measured on this machine, to predict an in-process run)."""
-        return replace(self, latency_ms=tuple(tuple(float(ms) for _ in self.memory_grid_mb) for ms in block_ms))
-
-
-def load_layer_graph(directory: str, model: str, cold_start_ms: float) -> LayerGraph:
-    """Read <directory>/<model>.csv and .json (written by serving.partition.profile_graph)."""
-    with open(os.path.join(directory, f"{model}.json")) as fh:
-        meta = json.load(fh)
-    with open(os.path.join(directory, f"{model}.csv"), newline="") as fh:
-        rows = sorted(csv.DictReader(fh), key=lambda r: int(r["block"]))
-    grid = tuple(int(m) for m in meta["memory_grid_mb"])
-    return LayerGraph(
-        model=model, input_bytes=int(meta["input_bytes"]),
-        param_bytes=tuple(int(r["param_bytes"]) for r in rows),
-        output_bytes=tuple(int(r["output_bytes"]) for r in rows),
-        activation_bytes=tuple(int(r["activation_bytes"]) for r in rows),
-        memory_grid_mb=grid,
-        latency_ms=tuple(tuple(float(r[f"ms_at_{m}"]) for m in grid) for r in rows),
-        runtime_base_mb=float(meta["runtime_base_mb"]), cold_start_ms=float(cold_start_ms))
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,11 @@
 Bad input (unknown model or runtime, an empty or out-of-range grid) raises ValueError, which the
 CLI prints as one line with exit code 2. Cells that failed to measure (a child killed or timed
 out) are listed and the exit code is 1; a rerun measures only what is missing.
+
+After measuring, and alone with `--predict-only` (measuring nothing; e.g. `--out configs/catalog`
+for the catalog derive_catalog.py writes), the catalog in --out gets function rows predicted from
+operator profiles (COP) for each model it lists without measured ones
+(controller/profiler/predicted_rows.py): the catalog reads them, it predicts nothing itself.
 """
 from __future__ import annotations
 
@@ -31,11 +36,28 @@ def add_parser(sub) -> None:
     p.add_argument("--catalog-runtime", help="runtime whose cells feed the catalog CSVs (default: first of --runtimes)")
     p.add_argument("--timeout-s", type=float, default=900.0, help="limit per child process")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--predict-only", action="store_true",
+                   help="measure nothing: write function_latency_predicted.csv in --out, COP predictions for the "
+                   "models its catalog lists with no measured function rows")
+
+
+def _predict(out_dir: str) -> None:
+    from controller.profiler.predicted_rows import PREDICTED_FILE, write_predicted_function_rows
+
+    n = write_predicted_function_rows(out_dir)
+    print(f"{n} function rows predicted from operator profiles in {os.path.join(os.path.abspath(out_dir), PREDICTED_FILE)}"
+          if n else "every model has measured function rows: none predicted")
 
 
 def run(args) -> int:
     from controller.profiler.executor import run_profile
     from controller.profiler.grid import ProfileGrid
+
+    if args.predict_only:
+        if not os.path.isfile(os.path.join(args.out, "function_latency.csv")):
+            raise ValueError(f"--predict-only: no catalog in {args.out} (function_latency.csv missing)")
+        _predict(args.out)
+        return 0
 
     grid = ProfileGrid.parse(args.models, args.runtimes, args.batch, args.cpu_shares, args.repeats, args.warmup)
     if args.catalog_runtime and args.catalog_runtime not in grid.runtimes:
@@ -49,4 +71,6 @@ def run(args) -> int:
           f"catalog CSVs in {os.path.abspath(args.out)}")
     for f in s.failed:
         print(f"failed: {f}")
+    if os.path.isfile(os.path.join(args.out, "function_latency.csv")):
+        _predict(args.out)  # the measured rows changed: so did the scale of the predicted ones
     return 1 if s.failed else 0

@@ -121,10 +121,13 @@ def test_simulate_on_an_impossible_catalog_exits_2_with_one_line(tmp_path):
 
 
 def test_predicted_function_profiles_stay_under_the_ceiling(tmp_path):
-    """A model without function rows gets them predicted from operator profiles (COP); no
-    prediction is faster than the platform's vCPUs at their FP32 ceiling."""
+    """A model without function rows gets them predicted from operator profiles (COP) by the
+    profiler; no prediction is faster than the platform's vCPUs at their FP32 ceiling."""
+    from controller.profiler.predicted_rows import write_predicted_function_rows
+
     d = _copy(tmp_path)
     _rewrite(os.path.join(d, "function_latency.csv"), lambda rows: [r for r in rows if r["model"] != "resnet50"])
+    assert write_predicted_function_rows(d) > 0
     cat = Catalog(d)
     assert cat.function_source["resnet50"] != "measured"
     prof, g = cat.function_profile("resnet50"), 7.72

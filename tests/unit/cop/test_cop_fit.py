@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from serving.cop.features import fit_group, op_features
-from serving.cop.fit import (ModelPoint, OpSample, design_row, fit_model_terms, fit_op_model, regime_of,
+from controller.profiler.cop.features import fit_group, op_features
+from controller.profiler.cop.fit import (ModelPoint, OpSample, design_row, fit_model_terms, fit_op_model, regime_of,
                              work_scale)
-from serving.cop.graph import OpGraph, OpNode
-from serving.cop.predictor import OpTable, graph_to_dict, load_graph, predict_latency_ms
+from controller.profiler.cop.graph import OpGraph, OpNode
+from controller.profiler.cop.predictor import OpTable, graph_to_dict, load_graph, predict_latency_ms
 
 CLS = "Convolution/3x3/dense+BatchNorm+Activation"
 ADD_CLS = "Convolution/1x1/dense+BatchNorm+elemwise_add+Activation"

@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from serving.cop.graph import OpGraph, OpNode
-from serving.cop.predictor import SOURCE, OpTable, function_latency_rows, graph_to_dict, load_graph, predict_latency_ms
+from controller.profiler.cop.graph import OpGraph, OpNode
+from controller.profiler.cop.predictor import (SOURCE, OpTable, function_latency_rows, graph_to_dict, load_graph,
+                                               predict_latency_ms)
 
 CLS = "Convolution/3x3/dense"
 

@@ -6,8 +6,8 @@ import pytest
 
 pytest.importorskip("mxnet")
 
-from serving.cop.features import fit_group, op_features  # noqa: E402
-from serving.cop.sweep import SWEEP, sweep_graphs  # noqa: E402
+from controller.profiler.cop.features import fit_group, op_features  # noqa: E402
+from controller.profiler.cop.sweep import SWEEP, sweep_graphs  # noqa: E402
 
 
 def test_sweep_is_deterministic_fused_and_bounded():

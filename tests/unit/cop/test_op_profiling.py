@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("mxnet")
 
-from serving.cop.graph import critical_path_ms, from_gluon, total_ms  # noqa: E402
-from serving.cop.profile import merge_rows, profile_here, time_model, time_op  # noqa: E402
+from controller.profiler.cop.graph import critical_path_ms, from_gluon, total_ms  # noqa: E402
+from controller.profiler.cop.profile import merge_rows, profile_here, time_model, time_op  # noqa: E402
 
 
 def test_profile_ops_of_a_tiny_model(tmp_path):

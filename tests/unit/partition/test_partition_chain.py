@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from controller.config import REPO_ROOT, FunctionPlatformConfig
+from controller.layer_graph import load_layer_graph
 from controller.ledger import Ledger, function_charge_usd
-from procurement.partition_planner import MB, CostModel, PartitionLimits, estimate_partition, load_layer_graph
+from procurement.partition_planner import MB, CostModel, PartitionLimits, estimate_partition
 from procurement.providers.fake import FakeFunctionProvider
 from serving.partition.executor import ChainExecutor, PartitionChainError, PartitionedDeployment
 from serving.partition.graph import build_partition

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from controller.config import REPO_ROOT, FunctionPlatformConfig
-from procurement.partition_planner import (MB, CostModel, LayerGraph, PartitionLimits, brute_force_plan,
-                                           best_single_function, encoded_payload_bytes, estimate_partition,
-                                           fits_payload, load_layer_graph, plan_partitions)
+from controller.layer_graph import LayerGraph, load_layer_graph
+from procurement.partition_planner import (MB, CostModel, PartitionLimits, brute_force_plan, best_single_function,
+                                           encoded_payload_bytes, estimate_partition, fits_payload, plan_partitions)
 
 GRAPHS = os.path.join(REPO_ROOT, "configs", "catalog", "model_graphs")
 

@@ -5,17 +5,17 @@ model has (resnet50's 1x1 bottlenecks fused with the residual add, squeezenet's 
 squeezes) must then be extrapolated. The sweep measures shapes spread log-uniformly over
 channels, spatial size, stride and fused variant (conv + BN + ReLU, conv + BN + add + ReLU, the
 conv + BN shortcut, depthwise 3x3), plus dense, pooling and concat, so the per-class fits in
-serving.cop.fit see the shape space rather than five models' corners of it. Being no model's,
+controller.profiler.cop.fit see the shape space rather than five models' corners of it. Being no model's,
 its rows serve every leave-one-model-out fold.
 
-    from serving.cop.sweep import sweep_graphs
+    from controller.profiler.cop.sweep import sweep_graphs
     graphs = sweep_graphs(n_blocks=64, seed=0)   # mxnet graphs, MKLDNN-fused like served models
 """
 from __future__ import annotations
 
 import numpy as np
 
-from serving.cop.graph import OpGraph, from_mx_symbol
+from controller.profiler.cop.graph import OpGraph, from_mx_symbol
 
 SWEEP = "sweep"  # the `models` tag of sweep rows: never a held-out model
 

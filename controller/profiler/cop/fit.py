@@ -2,7 +2,7 @@
 fitted per operator group on profiled rows, plus the model-level terms that turn a sum of
 operators run alone into a whole model's latency.
 
-Per group (serving.cop.features.fit_group) and CPU regime, an operator at batch b takes
+Per group (controller.profiler.cop.features.fit_group) and CPU regime, an operator at batch b takes
 
     t = dispatch + w_weights * weight_elems
         + b * (w_flops * flops + w_in * in_elems + w_out * out_elems + w_add * add_elems)
@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy.optimize import nnls
 
-from serving.cop.features import PER_BATCH, PER_SAMPLE, fit_group, op_features
+from controller.profiler.cop.features import PER_BATCH, PER_SAMPLE, fit_group, op_features
 
 COLUMNS = ("dispatch",) + PER_BATCH + PER_SAMPLE
 

@@ -1,7 +1,7 @@
 """COP (INFless's combined operator profiling): predict a model's latency at a batch size and
 CPU share from per-operator profiles measured on this machine.
 
-    from serving.cop import predict_latency_ms, function_latency_rows
+    from controller.profiler.cop import predict_latency_ms, function_latency_rows
     predict_latency_ms("resnet50", 4, 1.0)                     # ms
     function_latency_rows("vgg16", [1024, 2048], [1, 4])       # catalog rows, "predicted (COP)"
 
@@ -10,6 +10,6 @@ graph.py: operator graphs (and their chain / branch arithmetic); profile.py: mea
 fit.py: the per-class latency model of operator shapes and the model-level terms;
 predictor.py: the prediction from the stored profile.
 """
-from serving.cop.predictor import SOURCE, function_latency_rows, predict_latency_ms
+from controller.profiler.cop.predictor import SOURCE, function_latency_rows, predict_latency_ms
 
 __all__ = ["predict_latency_ms", "function_latency_rows", "SOURCE"]

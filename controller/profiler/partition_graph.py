@@ -1,7 +1,7 @@
 """Measure a variant's block sequence on this machine and write it as catalog data.
 
-    .venv/bin/python -m serving.partition.profile_graph resnet50 vgg16 squeezenet
-    .venv/bin/python -m serving.partition.profile_graph --rescale resnet50 vgg16 squeezenet
+    .venv/bin/python -m controller.profiler.partition_graph resnet50 vgg16 squeezenet
+    .venv/bin/python -m controller.profiler.partition_graph --rescale resnet50 vgg16 squeezenet
 
 writes configs/catalog/model_graphs/<model>.csv (one row per block) and <model>.json (the
 whole-model figures). Each model is measured in its own subprocess so that the resident-set
@@ -35,10 +35,11 @@ import subprocess
 import sys
 import time
 
+from controller.config import REPO_ROOT
+
 MEMORY_GRID_MB = (128, 256, 512, 768, 1024, 1536, 1769, 2048, 3008, 4096, 6144, 8192, 10240)
 REPEATS = 5
-OUT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                       "configs", "catalog", "model_graphs")
+OUT_DIR = os.path.join(REPO_ROOT, "configs", "catalog", "model_graphs")
 
 
 def _rss_mb(field: str) -> float:
@@ -117,7 +118,6 @@ def measure(variant: str) -> tuple[list[dict], dict]:
 def catalog_latency_ms(variant: str, memory_mb: float) -> tuple[float, str]:
     """The catalog's whole-model batch-1 function latency, extrapolated below its first memory."""
     from controller.catalog import load_catalog
-    from controller.config import REPO_ROOT
 
     prof = load_catalog(os.path.join(REPO_ROOT, "configs", "catalog")).function_profile(variant)
     if prof is None:
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
             print(write(variant, rows, meta, args.out_dir), flush=True)
         return 0
     for variant in args.models:
-        subprocess.run([sys.executable, "-m", "serving.partition.profile_graph", "--in-process",
+        subprocess.run([sys.executable, "-m", "controller.profiler.partition_graph", "--in-process",
                         "--out-dir", args.out_dir, variant], check=True)
     return 0
 

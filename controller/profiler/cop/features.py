@@ -1,7 +1,7 @@
-"""Shape features of an operator for COP's fitted per-class latency model (serving.cop.fit).
+"""Shape features of an operator for COP's fitted per-class latency model (controller.profiler.cop.fit).
 
 Everything is read from the operator's `key` (type | work attributes | per-sample input
-shapes, see serving.cop.graph.op_key), so profiled rows, cached graphs and sweep rows are
+shapes, see controller.profiler.cop.graph.op_key), so profiled rows, cached graphs and sweep rows are
 featurised alike without mxnet. Per sample, in elements (float32 values):
 
 - flops: the graph's FLOPs per sample (multiply-add = 2);

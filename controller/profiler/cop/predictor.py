@@ -1,10 +1,10 @@
 """COP predictor: a model's latency at (batch, CPU share) from the operator-profile table.
 
-1. The model's operator graph (serving.cop.graph; cached in model_graphs.json, so prediction
+1. The model's operator graph (controller.profiler.cop.graph; cached in model_graphs.json, so prediction
    needs no mxnet).
 2. Each operator's time at (batch, share), `predictor=`:
    - "fitted" (default): a non-negative per-group model of the shape's features (FLOPs, data
-     read and written, weights, dispatch; serving.cop.fit) fitted on every profiled row the
+     read and written, weights, dispatch; controller.profiler.cop.fit) fitted on every profiled row the
      prediction may use (the other models' operators and the synthetic sweep). With
      lookup=True an operator-by-shape profiled for another model takes its row instead.
    - "nearest": its profiled row when that operator-by-shape was measured, else interpolated by
@@ -14,7 +14,7 @@
    after another, each on every core it is given: the right rule here), `mode="critical_path"`
    is INFless's rule (sum along chains, maximum over parallel branches).
 4. Calibrated, for what running operators alone misses (layout reorders between operators,
-   the executor's per-call overhead). "fitted": model terms (serving.cop.fit.fit_model_terms:
+   the executor's per-call overhead). "fitted": model terms (controller.profiler.cop.fit.fit_model_terms:
    alpha per (CPU regime, batch), `terms="batch-factor"`; alpha per regime, "factor"; alpha x
    sum + per-operator + fixed, "affine");
    "nearest": one factor (or one per (batch, share)), the median of measured / predicted.
@@ -36,11 +36,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from serving.cop.fit import ModelPoint, ModelTerms, OpModel, OpSample, fit_model_terms, fit_op_model
-from serving.cop.graph import OpGraph, OpNode, critical_path_ms, total_ms
+from controller.config import REPO_ROOT
+from controller.profiler.cop.fit import ModelPoint, ModelTerms, OpModel, OpSample, fit_model_terms, fit_op_model
+from controller.profiler.cop.graph import OpGraph, OpNode, critical_path_ms, total_ms
 
-PROFILE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                           "configs", "catalog", "operator_profiles")
+PROFILE_DIR = os.path.join(REPO_ROOT, "configs", "catalog", "operator_profiles")
 SOURCE = "predicted (COP)"
 
 
@@ -251,7 +251,7 @@ def load_graph(model: str, directory: str = PROFILE_DIR) -> OpGraph:
             cached = json.load(fh)
         if model in cached:
             return graph_from_dict(cached[model])
-    from serving.cop.graph import from_gluon
+    from controller.profiler.cop.graph import from_gluon
 
     return from_gluon(model)
 
@@ -263,7 +263,7 @@ def cached_graph_models(directory: str = PROFILE_DIR) -> set[str]:
 
 
 def save_graphs(models: list[str], directory: str = PROFILE_DIR) -> None:
-    from serving.cop.graph import from_gluon
+    from controller.profiler.cop.graph import from_gluon
 
     path = _graphs_path(directory)
     cached = json.load(open(path)) if os.path.exists(path) else {}
@@ -290,8 +290,8 @@ def function_latency_rows(model: str, memory_grid_mb, batches, *, mb_per_vcpu: f
                           directory: str = PROFILE_DIR) -> list[dict]:
     """Rows in the shape of configs/catalog/function_latency.csv for a model with no measured
     profile: CPU share = memory / mb_per_vcpu (Lambda's rule), source "predicted (COP)".
-    (controller.catalog fills a model missing from function_latency.csv from these predictions,
-    scaled to the catalog's platform.)"""
+    (controller/profiler/predicted_rows.py writes these predictions, scaled to a catalog's
+    platform, as its function_latency_predicted.csv for the models it has not measured.)"""
     rows = []
     for m in memory_grid_mb:
         for b in batches:
@@ -301,7 +301,7 @@ def function_latency_rows(model: str, memory_grid_mb, batches, *, mb_per_vcpu: f
     return rows
 
 
-if __name__ == "__main__":  # python -m serving.cop.predictor MODEL... : cache their graphs
+if __name__ == "__main__":  # python -m controller.profiler.cop.predictor MODEL... : cache their graphs
     import sys
 
     save_graphs(sys.argv[1:] or ["squeezenet", "mobilenet", "resnet18", "resnet50", "inception"])

@@ -11,11 +11,11 @@ A CPU share is given to a worker process as Lambda gives it to a function: a cgr
 OMP_NUM_THREADS = max(1, round(share)). Where no cgroup hierarchy is writable only the thread
 count follows the share, and the rows say `cpu_limit=threads`.
 
-    python -m serving.cop.profile run --models squeezenet,resnet18 --batches 1,4,16 \
+    python -m controller.profiler.cop.profile run --models squeezenet,resnet18 --batches 1,4,16 \
         --shares 0.5,1,2 --repeats 5
-    python -m serving.cop.profile run --models '' --sweep-blocks 96 --shares 1,2   # synthetic shapes
+    python -m controller.profiler.cop.profile run --models '' --sweep-blocks 96 --shares 1,2   # synthetic shapes
 
-`--sweep-blocks N` adds the operators of N synthetic blocks (serving.cop.sweep: shapes of no
+`--sweep-blocks N` adds the operators of N synthetic blocks (controller.profiler.cop.sweep: shapes of no
 model, rows tagged `sweep`, which every leave-one-model-out fold may use).
 """
 from __future__ import annotations
@@ -30,11 +30,11 @@ import sys
 import tempfile
 import time
 
-from serving.cop.graph import OpGraph, OpNode, from_gluon
-from serving.cop.sweep import KINDS
+from controller.config import REPO_ROOT
+from controller.profiler.cop.graph import OpGraph, OpNode, from_gluon
+from controller.profiler.cop.sweep import KINDS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PROFILE_DIR = os.path.join(ROOT, "configs", "catalog", "operator_profiles")
+PROFILE_DIR = os.path.join(REPO_ROOT, "configs", "catalog", "operator_profiles")
 OP_FIELDS = ["op_key", "op", "op_class", "flops_per_sample", "batch_size", "cpu_share", "latency_ms", "min_ms",
              "cpu_ms", "repeats", "models", "cpu_limit"]
 MODEL_FIELDS = ["model", "batch_size", "cpu_share", "latency_ms", "min_ms", "cpu_ms", "repeats", "num_ops", "cpu_limit"]
@@ -179,7 +179,7 @@ def profile_here(graphs: list[OpGraph], batches: list[int], share: float, cpu_li
 def _worker(args) -> None:
     graphs = [from_gluon(m) for m in args.models.split(",") if m]
     if args.sweep_blocks:
-        from serving.cop.sweep import sweep_graphs
+        from controller.profiler.cop.sweep import sweep_graphs
 
         graphs += sweep_graphs(args.sweep_blocks, args.sweep_seed, tuple(args.sweep_kinds.split(",")))
     ops, models = profile_here(graphs, [int(b) for b in args.batches.split(",")], float(args.share),
@@ -191,7 +191,7 @@ def _worker(args) -> None:
 def run_share(models: list[str], batches: list[int], share: float, repeats: int, ops_only: bool = False,
               sweep_blocks: int = 0, sweep_seed: int = 0, sweep_kinds: str = "") -> dict:
     """Profile in a child process limited to `share` CPUs; returns {"ops": rows, "models": rows}.
-    sweep_blocks: also the operators of that many synthetic blocks (serving.cop.sweep)."""
+    sweep_blocks: also the operators of that many synthetic blocks (controller.profiler.cop.sweep)."""
     from procurement.providers.local import CpuMemLimit
 
     name = f"cop-{os.getpid()}-{str(share).replace('.', '_')}"
@@ -201,7 +201,7 @@ def run_share(models: list[str], batches: list[int], share: float, repeats: int,
     env = dict(os.environ, OMP_NUM_THREADS=str(max(1, round(share))), MXNET_CPU_WORKER_NTHREADS="1")
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
         out = tmp.name
-    cmd = [sys.executable, "-m", "serving.cop.profile", "worker", "--models", ",".join(models),
+    cmd = [sys.executable, "-m", "controller.profiler.cop.profile", "worker", "--models", ",".join(models),
            "--batches", ",".join(map(str, batches)), "--share", str(share), "--repeats", str(repeats),
            "--cpu-limit", cpu_limit, "--out", out, "--sweep-blocks", str(sweep_blocks), "--sweep-seed",
            str(sweep_seed), "--sweep-kinds", sweep_kinds or ",".join(KINDS)] + (["--ops-only"] if ops_only else [])
@@ -212,7 +212,7 @@ def run_share(models: list[str], batches: list[int], share: float, repeats: int,
         except OSError:
             pass
     try:
-        subprocess.run(cmd, env=env, cwd=ROOT, check=True, preexec_fn=preexec)
+        subprocess.run(cmd, env=env, cwd=REPO_ROOT, check=True, preexec_fn=preexec)
         with open(out) as fh:
             return json.load(fh)
     finally:
@@ -237,7 +237,7 @@ def merge_rows(path: str, fields: list[str], new_rows: list[dict], key_fields: t
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m serving.cop.profile", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m controller.profiler.cop.profile", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="profile operators and models at each CPU share into the catalog")
     r.add_argument("--models", default="squeezenet,mobilenet,resnet18,resnet50,inception")
@@ -249,7 +249,8 @@ def main(argv=None) -> int:
     r.add_argument("--sweep-blocks", type=int, default=0,
                    help="also profile the operators of N synthetic blocks (shapes of no model)")
     r.add_argument("--sweep-seed", type=int, default=0)
-    r.add_argument("--sweep-kinds", default=",".join(KINDS), help="block kinds of the sweep (serving.cop.sweep.KINDS)")
+    r.add_argument("--sweep-kinds", default=",".join(KINDS),
+                   help="block kinds of the sweep (controller.profiler.cop.sweep.KINDS)")
     w = sub.add_parser("worker")
     for a in ("--models", "--batches", "--share", "--cpu-limit", "--out"):
         w.add_argument(a, required=True)
