@@ -15,6 +15,7 @@ from controller.core import FunctionView, Observation, PolicyContext, QueryClass
 from controller.ledger import function_charge_usd
 from controller.sim.function_tier import FunctionTier
 from controller.sim.run import simulate
+from controller.sim.trace import load_trace, prepare
 from procurement.function_plan import partition_option, partitioned_config, use_partitioned
 from procurement.partition_planner import chain_cold_charge_usd, chain_cold_ms
 
@@ -146,7 +147,8 @@ def test_simulated_chain_under_a_memory_cap_meets_the_slo_where_no_function_can(
     assert auto.served_function > 0 and off.served_function == 0  # "off": no function holds vgg16
     assert auto.slo_violations < off.slo_violations
     assert auto.function_usd > 0 and off.function_usd == 0
-    assert auto.served + auto.dropped == auto.requests
+    assert auto.requests == off.requests == int(prepare(load_trace("wits"), 0, 300, 5.0).sum())
+    assert auto.latency_hist.sum() == auto.served
 
 
 def test_simulated_hybrid_unchanged_where_a_single_function_is_cheaper(config, vgg_catalog):
