@@ -40,11 +40,6 @@ def hold_budget_ms(slo_ms, wait_ms: float, exec_ms: float, cold_ms: float = 0.0)
     return float(h) if h.ndim == 0 else h
 
 
-def request_latency_ms(wait_ms, exec_ms, cold_ms=0.0):
-    """INFless's end-to-end latency of a batched request."""
-    return np.asarray(wait_ms, dtype=float) + exec_ms + cold_ms
-
-
 # --- vectorised -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CarryOver:
@@ -185,4 +180,4 @@ class BatchQueue:
         return out
 
 
-__all__ = ["hold_budget_ms", "request_latency_ms", "CarryOver", "BatchPlan", "plan_batches", "Batch", "BatchQueue"]
+__all__ = ["hold_budget_ms", "CarryOver", "BatchPlan", "plan_batches", "Batch", "BatchQueue"]

@@ -245,24 +245,6 @@ def solve_configs(grid: ConfigGrid, rates_per_s: Sequence[float], fp, *, weights
     return ConfigPlan(tuple(configs), float(total), mean_rate)
 
 
-def band_rates_per_s(plan: ConfigPlan, rate_per_s: float) -> np.ndarray:
-    """The rate each configuration of `plan` takes when the spill runs at `rate_per_s`
-    (fill-first: band [lo, hi) takes clip(rate - lo, 0, hi - lo))."""
-    return np.array([_band_rates(np.array([float(rate_per_s)]), c.rate_lo_per_s, c.rate_hi_per_s)[0]
-                     for c in plan.configs])
-
-
-def assign_configs(plan: ConfigPlan, num_requests: int, window_s: float, rng: np.random.Generator) -> np.ndarray:
-    """Index of the configuration each of `num_requests` spilled requests in a window of
-    `window_s` goes to: at the window's rate each band's share of it, drawn independently per
-    request (a random split of a Poisson stream is Poisson per band, as the cost model assumes)."""
-    rate = num_requests / window_s if window_s > 0 else 0.0
-    share = band_rates_per_s(plan, rate)
-    if num_requests == 0 or share.sum() <= 0:
-        return np.zeros(num_requests, dtype=int)
-    return rng.choice(len(plan.configs), size=num_requests, p=share / share.sum())
-
-
 def solve_for_model(catalog, model: str, fp, rates_per_s: Sequence[float], slo_ms: float, *,
                     memory_grid_mb: Sequence[float] | None = None, wait_grid_ms: Sequence[float] = DEFAULT_WAIT_GRID_MS,
                     cold_ms: float = 0.0, cold_ratio: float = 0.0, max_configs: int = 3,
@@ -285,5 +267,5 @@ def solve_for_model(catalog, model: str, fp, rates_per_s: Sequence[float], slo_m
                          cold_ratio=cold_ratio, cold_billed_ms=billed_cold)
 
 
-__all__ = ["band_rates_per_s", "assign_configs", "compress_rates", "FunctionConfig", "ConfigPlan", "ConfigGrid", "build_grid", "expected_batch", "cost_per_request_usd",
+__all__ = ["compress_rates", "FunctionConfig", "ConfigPlan", "ConfigGrid", "build_grid", "expected_batch", "cost_per_request_usd",
            "band_spend", "breakpoint_levels", "solve_configs", "solve_for_model", "DEFAULT_WAIT_GRID_MS"]

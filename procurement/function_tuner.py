@@ -18,7 +18,7 @@ State (`TunerState`) is a plain serializable object; the tuner object holds only
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 from scipy.stats import poisson
@@ -260,11 +260,5 @@ def expected_cold_ratio(rate_per_s: float, duration_ms: float, warm_pool: int) -
     return float(b)
 
 
-def tune_all(tuner: FunctionTuner, state: TunerState, slo_ms: dict, cold_ratio: dict,
-             models: Sequence[str]) -> dict[str, TuningChoice]:
-    """`recommend` for each model (the per-tick call)."""
-    return {m: tuner.recommend(state, m, slo_ms[m], cold_ratio.get(m, 0.0)) for m in models}
-
-
 __all__ = ["DEFAULT_MEMORY_GRID_MB", "FunctionTuner", "TunerSettings", "TunerState", "TuningChoice",
-           "warm_pool_size", "burst_beyond_vm_per_s", "expected_cold_ratio", "tune_all"]
+           "warm_pool_size", "burst_beyond_vm_per_s", "expected_cold_ratio"]

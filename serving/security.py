@@ -150,18 +150,6 @@ def redact(text: str, secrets) -> str:
     return text
 
 
-class RedactingFilter(logging.Filter):
-    """Rewrites a record whose message (args folded in) or exception text contains a secret."""
-
-    def __init__(self, secrets):
-        super().__init__("hybridserve.redact")
-        self.secrets = list(secrets)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        _redact_record(record, self.secrets)
-        return True
-
-
 def _redact_record(record: logging.LogRecord, secrets) -> None:
     if not secrets:
         return

@@ -59,12 +59,6 @@ class QregParams(PredictorParams):
         return self
 
 
-def pinball_objective(x: np.ndarray, y: np.ndarray, w: np.ndarray, q: float, beta: np.ndarray) -> float:
-    """Weighted pinball loss of the linear model beta . [1, x] (what the IRLS fit minimises)."""
-    r = y - beta[0] - x @ beta[1:]
-    return float(np.sum(w * np.maximum(q * r, (q - 1) * r)))
-
-
 class QuantileFit:
     """Weighted linear quantile regression by IRLS, runnable a few iterations at a time.
 

@@ -2,10 +2,11 @@
 
 `ObjectStore` is the narrow seam: put, get, list and delete by prefix. Implementations:
 `LocalDirObjectStore` here (the embedded default: a directory on this machine, shared by the
-function worker processes) and `S3ObjectStore` in procurement/providers/aws.py (the one module
-that imports boto3). Keys are `<prefix><request id>/<hop>-<attempt>.npy`, so the driver of a
-chain can remove everything a request wrote, even objects written by an attempt that failed
-before it could say so, with one `delete_prefix`.
+function worker processes) and `S3ObjectStore` in procurement/providers/aws_s3.py (boto3
+through aws.py, the one module that imports it). Keys are
+`<prefix><request id>/<hop>-<attempt>.npy`, so the driver of a chain can remove everything a
+request wrote, even objects written by an attempt that failed before it could say so, with one
+`delete_prefix`.
 """
 from __future__ import annotations
 

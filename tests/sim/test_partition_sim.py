@@ -15,8 +15,9 @@ from controller.core import FunctionView, Observation, PolicyContext, QueryClass
 from controller.ledger import function_charge_usd
 from controller.sim.function_tier import FunctionTier
 from controller.sim.run import simulate
+from controller.sim.trace import load_trace, prepare
 from procurement.function_plan import partition_option, partitioned_config, use_partitioned
-from procurement.partition_planner import chain_cold_charge_usd, chain_cold_ms
+from procurement.partition_planner import chain_cold_ms
 
 SLO_MS = 3000.0
 
@@ -77,18 +78,25 @@ def test_function_tier_serves_the_chain_and_bills_every_hop(catalog, graphs):
     plan = partition_option(graphs["vgg16"], SLO_MS, fp)
     tier = FunctionTier("vgg16", catalog, fp, np.random.default_rng(0))
     init_usd = tier.configure([partitioned_config("vgg16", plan, warm_pool=1)])
-    cold_ms = chain_cold_ms(plan, fp, catalog.model("vgg16").cold_start_ms)
-    assert init_usd == pytest.approx(chain_cold_charge_usd(plan, fp, catalog.model("vgg16").cold_start_ms))
-    assert len(cold_ms) == plan.num_partitions and all(ms > fp.container_init_ms for ms in cold_ms)
-    # Every hop's instance is pinged at its own memory.
+    # A cold hop: 800 ms of container init plus its share (by weights) of vgg16's 12,885 ms load
+    # (models.csv); billed at the hop's memory. By hand, not through chain_cold_ms/charge_usd,
+    # which the tier itself calls.
+    weights_mb = [p.weights_mb for p in plan.partitions]
+    cold_ms = [800.0 + 12_885.0 * w / sum(weights_mb) for w in weights_mb]
+    cold_usd = sum(ms / 1000 * p.memory_mb / 1024 * 0.0000166667 for ms, p in zip(cold_ms, plan.partitions))
+    assert sum(cold_ms) == pytest.approx(3 * 800.0 + 12_885.0)
+    assert init_usd == pytest.approx(cold_usd)
+    assert cold_ms == pytest.approx(chain_cold_ms(plan, fp, catalog.model("vgg16").cold_start_ms))
+    # Every hop's instance is pinged at its own memory: 1 ms of GB-s plus the request fee, every
+    # 300 s (by hand: the tier bills pings through function_charge_usd).
     assert tier.prewarm_cost_per_s() == pytest.approx(
-        sum(function_charge_usd(1.0, p.memory_mb, fp) for p in plan.partitions) / fp.prewarm_interval_s)
+        sum(0.001 * p.memory_mb / 1024 * 0.0000166667 + 0.0000002 for p in plan.partitions) / 300.0)
     # Two requests at once: the first finds the warm chain, the second starts every hop cold.
     ok, lat, cold, cost = tier.serve(0, np.array([0.1, 0.1]), limit=1000)
     assert ok.all() and cold.tolist() == [False, True]
     assert lat[0] == pytest.approx(plan.latency_ms) and cost[0] == pytest.approx(plan.cost_usd)
     assert lat[1] == pytest.approx(plan.latency_ms + sum(cold_ms))
-    assert cost[1] == pytest.approx(plan.cost_usd + chain_cold_charge_usd(plan, fp, catalog.model("vgg16").cold_start_ms))
+    assert cost[1] == pytest.approx(plan.cost_usd + cold_usd)
     # plan.cost_usd is every hop's GB-s at its memory plus one invocation each (the ledger rounds
     # each hop up to the billing granularity; the plan does not) plus its store requests (none here)
     assert not any(p.out_via_store for p in plan.partitions)
@@ -146,7 +154,8 @@ def test_simulated_chain_under_a_memory_cap_meets_the_slo_where_no_function_can(
     assert auto.served_function > 0 and off.served_function == 0  # "off": no function holds vgg16
     assert auto.slo_violations < off.slo_violations
     assert auto.function_usd > 0 and off.function_usd == 0
-    assert auto.served + auto.dropped == auto.requests
+    assert auto.requests == off.requests == int(prepare(load_trace("wits"), 0, 300, 5.0).sum())
+    assert auto.latency_hist.sum() == auto.served
 
 
 def test_simulated_hybrid_unchanged_where_a_single_function_is_cheaper(config, vgg_catalog):

@@ -6,9 +6,16 @@ import pytest
 from sklearn.linear_model import QuantileRegressor
 
 from procurement.forecast import make_predictor
-from procurement.forecast.qreg import QuantileFit, pinball_objective
+from procurement.forecast.qreg import QuantileFit
 
 FAST = {"min_fit_s": 600, "refit_interval_s": 600, "fit_iters_per_tick": 0}
+
+
+def pinball_objective(x: np.ndarray, y: np.ndarray, w: np.ndarray, q: float, beta: np.ndarray) -> float:
+    """Weighted pinball loss of the linear model beta . [1, x] (what the IRLS fit minimises):
+    the test's own yardstick, kept here so the fit is not graded by the module it fits with."""
+    r = y - beta[0] - x @ beta[1:]
+    return float(np.sum(w * np.maximum(q * r, (q - 1) * r)))
 
 
 def feed(p, rates_per_s, start_s=0, horizon_s=120):
