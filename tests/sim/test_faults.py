@@ -6,7 +6,7 @@ import pytest
 from controller.core import LaunchVm, Plan
 from controller.policies.registry import register
 from controller.sim.run import simulate
-from controller.sim.trace import load_trace
+from controller.trace import load_trace
 
 
 def _cfg(config, faults=None, vms=None, **sim):

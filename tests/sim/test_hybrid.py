@@ -14,7 +14,7 @@ import pytest
 from controller.config import load_config
 from controller.sim.engine import Simulation
 from controller.sim.run import simulate
-from controller.sim.trace import load_trace
+from controller.trace import load_trace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -15,7 +15,7 @@ from controller.core import FunctionView, Observation, PolicyContext, QueryClass
 from controller.ledger import function_charge_usd
 from controller.sim.function_tier import FunctionTier
 from controller.sim.run import simulate
-from controller.sim.trace import load_trace, prepare
+from controller.trace import load_trace, prepare
 from procurement.function_plan import partition_option, partitioned_config, use_partitioned
 from procurement.partition_planner import chain_cold_ms
 

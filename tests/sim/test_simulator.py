@@ -28,7 +28,7 @@ def report(trace_slice, config, catalog):
 
 
 def test_conservation(report, trace_slice):
-    from controller.sim.trace import load_trace
+    from controller.trace import load_trace
     trace, start, dur = trace_slice
     arrivals = int(load_trace(trace)[start:start + dur].sum())  # the slice's requests, from the trace
     for r in report.results:
@@ -89,7 +89,7 @@ def test_the_decision_log_has_a_line_per_tick_with_the_plans_launches(config, ca
     # shows the seconds since the last one: every trace second once, no request twice.
     assert sum(d["seconds"] for d in lines[1:]) == lines[-1]["now_s"] - lines[0]["now_s"]
     # The arrivals those ticks show are the trace's over the same seconds, exactly.
-    from controller.sim.trace import load_trace
+    from controller.trace import load_trace
     shown_s = int(lines[-1]["now_s"] - lines[0]["now_s"])
     assert sum(sum(d["class_arrivals"]) for d in lines[1:]) == int(load_trace("wits")[:shown_s].sum()) > 0
 
