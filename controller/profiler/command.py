@@ -42,10 +42,11 @@ def add_parser(sub) -> None:
 
 
 def _predict(out_dir: str) -> None:
-    from controller.profiler.predicted_rows import PREDICTED_FILE, write_predicted_function_rows
+    from controller.catalog import PREDICTED_FUNCTION_FILE
+    from controller.profiler.predicted_rows import write_predicted_function_rows
 
     n = write_predicted_function_rows(out_dir)
-    print(f"{n} function rows predicted from operator profiles in {os.path.join(os.path.abspath(out_dir), PREDICTED_FILE)}"
+    print(f"{n} function rows predicted from operator profiles in {os.path.join(os.path.abspath(out_dir), PREDICTED_FUNCTION_FILE)}"
           if n else "every model has measured function rows: none predicted")
 
 

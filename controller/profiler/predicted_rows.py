@@ -28,7 +28,6 @@ from controller.profiler.cop import predictor as cop
 
 log = logging.getLogger("hybridserve.profiler")
 
-PREDICTED_FILE = PREDICTED_FUNCTION_FILE
 COLUMNS = ["model", "memory_mb", "batch_size", "latency_ms", "source"]
 
 
@@ -86,10 +85,10 @@ def predicted_function_rows(directory: str) -> list[dict]:
 
 
 def write_predicted_function_rows(directory: str) -> int:
-    """Write PREDICTED_FILE under `directory` (removing a stale one when nothing is predicted);
+    """Write PREDICTED_FUNCTION_FILE under `directory` (removing a stale one when nothing is predicted);
     returns the number of rows written."""
     rows = predicted_function_rows(directory)
-    path = os.path.join(directory, PREDICTED_FILE)
+    path = os.path.join(directory, PREDICTED_FUNCTION_FILE)
     if not rows:
         if os.path.exists(path):
             os.remove(path)
