@@ -46,7 +46,8 @@ def _predict(out_dir: str) -> None:
     from controller.profiler.predicted_rows import write_predicted_function_rows
 
     n = write_predicted_function_rows(out_dir)
-    print(f"{n} function rows predicted from operator profiles in {os.path.join(os.path.abspath(out_dir), PREDICTED_FUNCTION_FILE)}"
+    path = os.path.join(os.path.abspath(out_dir), PREDICTED_FUNCTION_FILE)
+    print(f"{n} function rows predicted from operator profiles in {path}"
           if n else "every model has measured function rows: none predicted")
 
 
