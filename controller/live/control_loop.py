@@ -4,9 +4,9 @@ Every tick (its time chosen by the policy's `Plan.next_tick_s`, at most `control
 1. read the clock once (`now_s`) and ask the router what it measured since the last tick
    (`Router.collect`: per-second arrivals by query class and by model, class x model counts,
    outcomes per model, VM backlogs, function interval stats);
-2. build the `Observation` exactly as controller/sim/engine.py does (same fields, the live
-   catalog's model order), with the fleet from the VM provider's `list` (local or aws); a VM
-   the provider calls `ready` whose Ray node has not joined yet is shown to the policy as
+2. build the `Observation` exactly as controller/sim/engine.py does (controller/live/
+   observation.py: same fields, the live catalog's model order), with the fleet from the VM
+   provider's `list` (local or aws); a VM the provider calls `ready` whose Ray node has not joined yet is shown to the policy as
    `booting` (in flight, serving nobody), and in the status as `ready-but-not-joined`;
 3. `plan, state = policy.decide(obs, state, rng)` (default `hybrid`);
 4. carry the Plan out: launches through `Guard.filter_launches` (priced at the provider's
@@ -18,8 +18,8 @@ Every tick (its time chosen by the policy's `Plan.next_tick_s`, at most `control
    pool, routes (VM wait budgets) and cost per request go to the router (`apply_control`);
 5. bill with controller/ledger.py (VMs per second with the minimum; functions per invocation,
    as the router measured them) and push the status (cost, fleet, forecast, tick health).
-The Ray head's standing replicas are a VM too (`serving.head_instance_type`, controller/sim/
-standing.py): billed from start, in every Observation as a ready VM per variant, and never
+The Ray head's standing replicas are a VM too (`serving.head_instance_type`,
+controller/standing.py): billed from start, in every Observation as a ready VM per variant, and never
 terminated (a termination the policy sends it is dropped), exactly as the simulator's
 `simulator.standing_vms` does, so both shells plan and bill the same fleet.
 The loop never dies: a failing tick is counted (by kind) and logged, and the next one runs.
@@ -50,7 +50,7 @@ from controller.decision_log import DecisionLog
 from controller.ledger import Ledger, vm_charge_usd
 from controller.live.control_router import PlanToRouter
 from controller.live.live_catalog import head_catalog_type
-from controller.live.observation import observation_from_router, per_model_counts
+from controller.live.observation import observation_from_router
 from controller.policies.registry import make_policy
 from controller.standing import is_standing, standing_vm
 from procurement.providers.guards import Guard
@@ -269,15 +269,16 @@ class ControlLoop(PlanToRouter):
         self.events = (self.events + [f"{time.strftime('%H:%M:%S')} {message}"])[-20:]
 
     def _observation(self, now_s: float, data: dict, records) -> Observation:
-        # The head's capacity split over its variants by this interval's work (as the simulator).
-        self.standing = [sv.reshare(per_model_counts(data, self.models)) for sv in self.standing]
         # A VM whose node has not joined serves nobody yet: to the policy it is still in flight.
         fleet = tuple(VmView(r.vm_id, r.request_id, r.instance_type, r.model,
                              "booting" if r.vm_id in self._not_joined else r.state, r.launched_s, r.spot)
                       for r in records if r.state in ("booting", "ready") and r.vm_id not in self._releasing)
-        fleet += tuple(v for sv in self.standing for v in sv.views())
         interval_s = 0.0 if self._last_tick_s is None else now_s - self._last_tick_s
-        return observation_from_router(data, self.models, self.classes, fleet, interval_s)
+        obs = observation_from_router(data, self.models, self.classes, fleet, interval_s)
+        # The head's capacity split over its variants by this interval's work (as the simulator).
+        by_model = dict(zip(self.models, obs.arrivals_per_s.sum(axis=0).tolist()))
+        self.standing = [sv.reshare(by_model) for sv in self.standing]
+        return dataclasses.replace(obs, vms=fleet + tuple(v for sv in self.standing for v in sv.views()))
 
     # --- carrying the plan out ----------------------------------------------------------------
     def _price(self, instance_type: str, spot: bool) -> float:

@@ -4,8 +4,8 @@ Steps, in order:
 1. validate the config and its `serving:` section; resolve the served apps and their variants;
 2. make sure the digits variants are trained (cached under HYBRIDSERVE_CACHE), so their
    measured accuracy is the selector's prior and replicas start without training;
-3. write the live catalog the policy plans with (controller.live.live_catalog: the served variants on
-   the local instance types and the head's (`serving.head_instance_type`); digits variants
+3. write the live catalog the policy plans with (controller.live.live_catalog: the served
+   variants on the local instance types and the head's (`serving.head_instance_type`); digits variants
    measured now, their function cold start on a real local function instance);
 4. start a fresh local Ray head (`address="local"`: never attach to a stale cluster), then Ray
    Serve with HTTP on `http_host:http_port` and KServe v2 gRPC on `grpc_port` (proxy on the head
@@ -14,8 +14,8 @@ Steps, in order:
 5. time requests through the proxy and router into the live catalog (measured end to end, so the
    policy and a simulator fed this catalog see this machine's service time), and a procured
    VM's longer path (a probe replica: the Serve handle hop and the batch wait), then start the
-   control loop (controller.live.control_loop; the head counts as a standing VM) with the config's VM provider (controller.live.vm_fleet:
-   a LocalVmProvider joined to this head, or with `provider.name: aws` an AwsVmProvider whose
+   control loop (controller.live.control_loop; the head counts as a standing VM) with the
+   config's VM provider (controller.live.vm_fleet: a LocalVmProvider joined to this head, or with `provider.name: aws` an AwsVmProvider whose
    instances join the head at `provider.vm.ray_head_address`); the loop adopts the fleet left
    by an earlier start;
 6. print the endpoints and wait for SIGINT / SIGTERM;
@@ -134,8 +134,9 @@ def start(cfg: Config, settings: ServingConfig, out=sys.stdout, on_ray_started=N
     url = f"http://{settings.http_host}:{settings.http_port}"
     if catalog is not None:
         from controller.live.control_loop import ControlLoop
-        from controller.live.live_catalog import (add_router_overhead, add_vm_path_overhead, measure_router_latency_ms,
-                                          measure_vm_path_ms, set_function_cold_start)
+        from controller.live.live_catalog import (add_router_overhead, add_vm_path_overhead,
+                                                  measure_router_latency_ms, measure_vm_path_ms,
+                                                  set_function_cold_start)
 
         if cold_future is not None:  # first: its process must not share the CPU with the timing below
             try:

@@ -9,26 +9,13 @@ import numpy as np
 from controller.core import FunctionView, ModelStats, Observation, QueryClass, VmView
 
 
-def _rows(data: dict, key: str, width: int) -> np.ndarray:
-    return np.asarray(data[key], np.int64).reshape(-1, width)
-
-
-def per_model_counts(data: dict, models: tuple[str, ...]) -> dict[str, int]:
-    """Requests per model in the interval (the standing VM's shares follow them)."""
-    known = set(models)
-    totals = _rows(data, "model_arrivals", len(data["models"])).sum(axis=0).tolist()
-    counts = dict.fromkeys(models, 0)
-    counts.update({m: n for m, n in zip(data["models"], totals) if m in known})
-    return counts
-
-
 def observation_from_router(data: dict, models: tuple[str, ...], classes: tuple[QueryClass, ...],
                             vms: tuple[VmView, ...], interval_s: float) -> Observation:
     mi = {m: i for i, m in enumerate(models)}
     ci = {c.name: i for i, c in enumerate(classes)}
     r_models, r_classes = data["models"], data["classes"]
-    m_rows = _rows(data, "model_arrivals", len(r_models))
-    c_rows = _rows(data, "class_arrivals", len(r_classes))
+    m_rows = np.asarray(data["model_arrivals"], np.int64).reshape(-1, len(r_models))
+    c_rows = np.asarray(data["class_arrivals"], np.int64).reshape(-1, len(r_classes))
     cm_r = np.asarray(data["class_model_counts"], np.int64).reshape(len(r_classes), len(r_models))
     arrivals = np.zeros((m_rows.shape[0], len(models)), np.int64)
     class_arrivals = np.zeros((c_rows.shape[0], len(classes)), np.int64)

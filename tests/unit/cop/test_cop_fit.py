@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from controller.profiler.cop.features import fit_group, op_features
-from controller.profiler.cop.fit import (ModelPoint, OpSample, design_row, fit_model_terms, fit_op_model, regime_of,
-                             work_scale)
+from controller.profiler.cop.fit import (ModelPoint, OpSample, design_row, fit_model_terms, fit_op_model,
+                                         regime_of, work_scale)
 from controller.profiler.cop.graph import OpGraph, OpNode
 from controller.profiler.cop.predictor import OpTable, graph_to_dict, load_graph, predict_latency_ms
 

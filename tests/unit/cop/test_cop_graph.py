@@ -7,7 +7,7 @@ import json
 import pytest
 
 from controller.profiler.cop.graph import (OpGraph, OpNode, critical_path_ms, from_symbol_json, op_class,
-                               op_flops_per_sample, op_key, total_ms)
+                                           op_flops_per_sample, op_key, total_ms)
 
 
 def node(i, inputs=()):

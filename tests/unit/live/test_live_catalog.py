@@ -3,8 +3,8 @@ the policy and the simulator plan with (measurements injected: no model, no serv
 import pytest
 
 from controller.config import load_config
-from controller.live.live_catalog import (add_router_overhead, add_vm_path_overhead, build_live_catalog, head_catalog_type,
-                                  read_latency_jitter_ms)
+from controller.live.live_catalog import (add_router_overhead, add_vm_path_overhead, build_live_catalog,
+                                          head_catalog_type, read_latency_jitter_ms)
 
 MODELS = ["digits-large", "digits-small"]
 ACC = {"digits-large": 0.98, "digits-small": 0.9}

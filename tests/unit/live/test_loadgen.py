@@ -7,8 +7,8 @@ import pytest
 
 from controller.cli import main
 from serving import grpc_v2, oip
-from controller.live.loadgen import (GRPC_APPLICATION, LoadgenError, grpc_request, grpc_response_params, parse_grpc_target,
-                             run_load, schedule)
+from controller.live.loadgen import (GRPC_APPLICATION, LoadgenError, grpc_request, grpc_response_params,
+                                     parse_grpc_target, run_load, schedule)
 
 
 def test_schedule_spreads_each_second_evenly():
